@@ -1,0 +1,81 @@
+"""The paper's derived data sets: dihedral variants (A) and rotated crops (B).
+
+Dataset A: the field plus its dihedral variants. For a square field these are
+the paper's 6: identity, 90 degree rotation, horizontal mirror, vertical
+mirror and the 90 degree rotation of each mirror. A 90 degree rotation of a
+non-square field (the real 1024 x 1280) would change its shape, so there the
+variants are the 4 shape-preserving ones: identity, horizontal mirror,
+vertical mirror, 180 degree rotation.
+
+Dataset B: square center crops of side floor(min(H, W) / sqrt(2)) (724 for
+1024 x 1280, the largest square inside the field at any rotation) of the field
+rotated by every multiple of `step` degrees, with and without a horizontal
+mirror: 2 x 360 / step distinct images (48 at 15 degrees), which contain the
+6 dihedral variants. Rotation is bilinear interpolation in float; every
+sampled point lies inside the field, so no corner is zero-filled.
+
+Usage:
+
+    variants = dihedral_variants(image)            # list of H x W x C arrays
+    crops = rotated_crops(float_image, step=15)    # list of 724 x 724 x C arrays
+"""
+
+import math
+
+import numpy as np
+
+
+def dihedral_variants(image):
+    """The dataset A variants of an H x W x C array (identity first)."""
+    mirror_h, mirror_v = image[:, ::-1], image[::-1]
+    if image.shape[0] == image.shape[1]:
+        return [image, np.rot90(image), mirror_h, mirror_v,
+                np.rot90(mirror_h), np.rot90(mirror_v)]
+    return [image, mirror_h, mirror_v, image[::-1, ::-1]]
+
+
+def crop_size(height, width):
+    """Side of the largest square that stays inside the field at any rotation."""
+    return int(math.floor(min(height, width) / math.sqrt(2) + 1e-9))
+
+
+def rotate_crop(image, degrees, size=None):
+    """Rotates H x W x C `image` counterclockwise (as displayed, like np.rot90)
+    about its centre by `degrees` and returns the size x size centre crop,
+    sampled with bilinear interpolation."""
+    height, width = image.shape[:2]
+    size = crop_size(height, width) if size is None else size
+    theta = math.radians(degrees)
+    cos, sin = round(math.cos(theta), 12), round(math.sin(theta), 12)
+    offsets = np.arange(size) - (size - 1) / 2
+    y_out, x_out = np.meshgrid(offsets, offsets, indexing="ij")
+    y_src = cos * y_out + sin * x_out + (height - 1) / 2
+    x_src = -sin * y_out + cos * x_out + (width - 1) / 2
+    # Points lie inside by construction; clipping only absorbs rounding error.
+    y_src = np.clip(y_src, 0, height - 1)
+    x_src = np.clip(x_src, 0, width - 1)
+    y0 = np.minimum(np.floor(y_src).astype(np.int64), height - 2)
+    x0 = np.minimum(np.floor(x_src).astype(np.int64), width - 2)
+    fy = (y_src - y0)[..., None].astype(np.float32)
+    fx = (x_src - x0)[..., None].astype(np.float32)
+    image = np.asarray(image, np.float32)
+    top = image[y0, x0] * (1 - fx) + image[y0, x0 + 1] * fx
+    bottom = image[y0 + 1, x0] * (1 - fx) + image[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def rotation_angles(step):
+    if step <= 0 or 360 % step:
+        raise ValueError(f"rotation step must divide 360, got {step}")
+    return list(range(0, 360, step))
+
+
+def rotated_crops(image, step=15):
+    """Dataset B variants of a float H x W x C image: (mirror, angle) for
+    mirror in (no, yes) and angle in 0, step, ..., 360 - step. Identity first."""
+    crops = []
+    for mirrored in (image, image[:, ::-1]):
+        for angle in rotation_angles(step):
+            crops.append(rotate_crop(mirrored, angle))
+    return crops
+

@@ -1,0 +1,329 @@
+"""The BBBC021 conversion job: download folder -> sharded TFRecords + manifest.
+
+1. Read and join the CSVs (`metadata`); every labelled field (DMSO included,
+   whatever --drop_dmso says) feeds the normalisation statistics.
+2. First pass, in parallel over plates: read and check every TIFF, compute
+   the per plate x channel illumination map and percentiles (`preprocess`);
+   saved as normalization.json + illumination.npz.
+3. Split (`splits`), then plan shards: each split's fields are shuffled and
+   dealt round-robin to shards; all variants of a field go to one shard.
+4. Second pass, in parallel over shards: normalise, derive the dataset A / B
+   variants (`augment`), write each shard atomically (`records.write_shard`).
+   Shards that already exist are skipped, so re-running resumes.
+5. manifest.json (atomic): counts per class / split / shard, statistics, flags.
+
+With --fold all, each fold goes to `<output_dir>/fold-NN/` (own shards and
+manifest; statistics shared at the top, which gets an index manifest.json).
+
+Usage:
+
+    manifest = convert(ConvertOptions("BBBC021", "out", split="loco", fold="taxol"))
+    manifest["counts"]["per_class"]       # {"Actin disruptors": 36, ...}
+"""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+
+import numpy as np
+import tqdm
+
+from mcnn_keras import atomic, classes, records
+from mcnn_keras.bbbc021 import augment, metadata, preprocess, splits
+
+DATASETS = ("none", "A", "B")
+PLAN_FILE, MANIFEST = "conversion_plan.json", "manifest.json"
+
+
+@dataclasses.dataclass
+class ConvertOptions:
+    """The converter's settings (the `mcnn-convert-bbbc021` flags)."""
+    bbbc021_dir: str
+    output_dir: str
+    split: str = "random"          # random | loco | plate
+    fold: str = "0"                # index, "all", or a compound (loco) / plate name
+    dataset: str = "none"          # none | A | B
+    workers: int = 1
+    val_fraction: float = 0.1
+    drop_dmso: bool = False        # the 12-class protocol
+    num_shards: int = 8            # training shards; validation gets proportionally fewer
+    on_bad_file: str = "error"     # error | skip
+    augment_mode: str = "write"    # dataset A: write variants, or "on_the_fly" (originals only)
+    augment_val: bool = False      # also write variants of validation fields
+    rotation_step: int = 15        # dataset B
+    height: int = 1024             # every TIFF must be height x width
+    width: int = 1280
+    illum_sigma: float = 0.0       # 0: 500 px scaled to the image height
+    seed: int = 0
+
+
+def check_options(o):
+    if o.split not in splits.SPLITS:
+        raise ValueError(f"--split {o.split!r}: expected one of {list(splits.SPLITS)}")
+    if o.dataset not in DATASETS:
+        raise ValueError(f"--dataset {o.dataset!r}: expected one of {list(DATASETS)}")
+    if o.on_bad_file not in ("error", "skip"):
+        raise ValueError(f"--on_bad_file {o.on_bad_file!r}: expected error or skip")
+    if o.augment_mode not in ("write", "on_the_fly"):
+        raise ValueError(f"--augment_mode {o.augment_mode!r}: expected write or on_the_fly")
+    if o.workers < 1 or o.num_shards < 1:
+        raise ValueError("--workers and --num_shards must be >= 1")
+    if o.height < 8 or o.width < 8:
+        raise ValueError(f"--height/--width too small: {o.height}x{o.width}")
+    augment.rotation_angles(o.rotation_step)
+    if not os.path.isdir(o.bbbc021_dir):
+        raise ValueError(f"--bbbc021_dir {o.bbbc021_dir}: not a directory")
+
+
+def output_size(o):
+    if o.dataset == "B":
+        side = augment.crop_size(o.height, o.width)
+        return side, side
+    return o.height, o.width
+
+
+def variants_per_field(o, is_train):
+    augmented = is_train or o.augment_val
+    if o.dataset == "A" and augmented and o.augment_mode == "write":
+        return 6 if o.height == o.width else 4
+    if o.dataset == "B" and augmented:
+        return 2 * len(augment.rotation_angles(o.rotation_step))
+    return 1
+
+
+def field_images(raw, stats, full_map, o, is_train):
+    """The uint8 images written for one raw field (identity first)."""
+    image = preprocess.normalize(raw, stats, full_map)
+    count = variants_per_field(o, is_train)
+    if o.dataset == "B":
+        crops = (augment.rotated_crops(image, o.rotation_step) if count > 1
+                 else [augment.rotate_crop(image, 0)])
+        return [preprocess.to_uint8(c) for c in crops]
+    image = preprocess.to_uint8(image)
+    return augment.dihedral_variants(image) if count > 1 else [image]
+
+
+# --- worker jobs (top-level so that spawned processes can run them) ---------
+
+def plate_job(args):
+    """First pass over one plate -> (plate, PlateStats or None, skipped, fields read)."""
+    plate, fields, o = args
+    accumulator = preprocess.StatisticsAccumulator(
+        o.height, o.width, o.illum_sigma or None)
+    skipped = []
+    for field in fields:
+        try:
+            accumulator.add(preprocess.read_field(field.paths, o.height, o.width))
+        except preprocess.ImageError as e:
+            if o.on_bad_file == "error":
+                raise
+            skipped.append({"row": field.row, "error": str(e)})
+    stats = accumulator.finish(f"plate {plate}") if accumulator.samples else None
+    return plate, stats, skipped, len(fields)
+
+
+def shard_job(args):
+    """Second pass: writes one shard -> (path, fields written)."""
+    path, fields, stats_by_plate, is_train, o = args
+    maps = {}
+
+    def serialized():
+        for field in fields:
+            stats = stats_by_plate[field.plate]
+            if field.plate not in maps:
+                maps[field.plate] = stats.full_map()
+            raw = preprocess.read_field(field.paths, o.height, o.width)
+            for image in field_images(raw, stats, maps[field.plate], o, is_train):
+                yield records.encode_example(image, field.label, field.metadata())
+    records.write_shard(path, serialized())
+    return path, len(fields)
+
+
+def _run_jobs(function, jobs, workers, progress, total, desc, cleanup_dirs):
+    """Runs jobs in-process (1 worker) or in a spawned pool; yields results."""
+    bar = tqdm.tqdm(total=total, desc=desc, unit="field", disable=not progress)
+    pool = None
+    try:
+        if workers > 1 and len(jobs) > 1:
+            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)))
+            results = pool.imap_unordered(function, jobs)
+        else:
+            results = map(function, jobs)
+        for result in results:
+            bar.update(result[-1])
+            yield result
+        if pool:
+            pool.close()
+            pool.join()
+    except BaseException:
+        if pool:
+            pool.terminate()
+            pool.join()
+        for directory in cleanup_dirs:  # shards a killed worker was writing
+            remove_temporaries(directory)
+        raise
+    finally:
+        bar.close()
+
+
+def remove_temporaries(directory):
+    for path in glob.glob(os.path.join(directory, "*.tmp-*")) + glob.glob(
+            os.path.join(directory, ".*.tmp-*")):
+        os.remove(path)
+
+
+# --- the job ----------------------------------------------------------------
+
+def _plan_fingerprint(o, fields):
+    options = {k: v for k, v in dataclasses.asdict(o).items() if k != "workers"}
+    digest = hashlib.sha256()
+    for field in fields:
+        digest.update(repr((field.row, field.paths, field.moa)).encode())
+    return {"options": options, "fields": digest.hexdigest()}
+
+
+def _check_plan(output_dir, plan):
+    path = os.path.join(output_dir, PLAN_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if previous != plan:
+            changed = sorted(k for k in plan["options"]
+                             if previous.get("options", {}).get(k) != plan["options"][k])
+            what = f"options {changed}" if changed else "the input files"
+            raise ValueError(f"{output_dir} holds a conversion with different {what}; "
+                             "use another --output_dir or delete it")
+        return True
+    atomic.write_json_atomic(path, plan)
+    return False
+
+
+def compute_statistics(fields, o, progress=True):
+    """First pass; returns ({plate: PlateStats}, skipped list)."""
+    by_plate = {}
+    for field in fields:
+        by_plate.setdefault(field.plate, []).append(field)
+    jobs = [(plate, plate_fields, o) for plate, plate_fields in sorted(by_plate.items())]
+    stats, skipped = {}, []
+    for plate, plate_stats, plate_skipped, _ in _run_jobs(
+            plate_job, jobs, o.workers, progress, len(fields), "statistics", []):
+        if plate_stats is not None:
+            stats[plate] = plate_stats
+        skipped.extend(plate_skipped)
+    return stats, sorted(skipped, key=lambda s: s["row"])
+
+
+def plan_shards(train, val, o, fold_dir):
+    """[(path, fields, is_train)]: shuffled fields dealt round-robin to shards."""
+    rng = np.random.default_rng(o.seed + 1)
+    plan = []
+    num_val = 0
+    if val:
+        num_val = max(1, min(len(val), math.ceil(o.num_shards * len(val) / max(1, len(train)))))
+    for prefix, fields, count in (("train", train, min(o.num_shards, len(train))),
+                                  ("val", val, num_val)):
+        order = [fields[i] for i in rng.permutation(len(fields))]
+        for index in range(count):
+            path = os.path.join(fold_dir, records.shard_name(prefix, index, count))
+            plan.append((path, order[index::count], prefix == "train"))
+    return plan
+
+
+def _counts(entries, class_names, records_per_field):
+    per_class = dict.fromkeys(class_names, 0)
+    for field in entries:
+        per_class[field.moa] += 1
+    return {"fields": len(entries), "records": len(entries) * records_per_field,
+            "per_class": per_class}
+
+
+def convert(o, flags=None, progress=True):
+    """Runs the whole conversion; returns the manifest dict (index if several folds)."""
+    check_options(o)
+    all_fields, unlabelled = metadata.read_fields(o.bbbc021_dir)
+    if not all_fields:
+        raise ValueError(f"{o.bbbc021_dir}: no labelled field of view (no row of "
+                         f"{metadata.IMAGE_CSV} matches {metadata.MOA_CSV})")
+    os.makedirs(o.output_dir, exist_ok=True)
+    remove_temporaries(o.output_dir)
+    resuming = _check_plan(o.output_dir, _plan_fingerprint(o, all_fields))
+    if resuming and os.path.exists(os.path.join(o.output_dir, preprocess.STATS_JSON)):
+        stats = preprocess.load_statistics(o.output_dir)
+        with open(os.path.join(o.output_dir, preprocess.STATS_JSON)) as f:
+            summary = json.load(f)
+        skipped = summary["skipped"]
+    else:
+        stats, skipped = compute_statistics(all_fields, o, progress)
+        sigma = o.illum_sigma or preprocess.default_sigma(o.height)
+        summary = preprocess.save_statistics(o.output_dir, stats, sigma,
+                                             extra={"skipped": skipped})
+    bad_rows = {s["row"] for s in skipped}
+    fields = [f for f in all_fields if f.row not in bad_rows
+              and not (o.drop_dmso and f.moa == classes.DMSO)]
+    class_names = list(classes.MOA_CLASSES[:12] if o.drop_dmso else classes.MOA_CLASSES)
+    fold_names = splits.fold_names(fields, o.split)
+    folds = splits.resolve_folds(fields, o.split, o.fold)
+
+    fold_plans, jobs = [], []
+    for fold in folds:
+        fold_dir = o.output_dir if len(folds) == 1 else os.path.join(o.output_dir, f"fold-{fold:02d}")
+        os.makedirs(fold_dir, exist_ok=True)
+        remove_temporaries(fold_dir)
+        train, val = splits.split(fields, o.split, fold, o.val_fraction, o.seed)
+        shards = plan_shards(train, val, o, fold_dir)
+        fold_plans.append((fold, fold_dir, train, val, shards))
+        for path, shard_fields, is_train in shards:
+            if not os.path.exists(path):
+                plates = {f.plate for f in shard_fields}
+                jobs.append((path, shard_fields, {p: stats[p] for p in plates}, is_train, o))
+    total = sum(len(job[1]) for job in jobs)
+    dirs = [plan[1] for plan in fold_plans]
+    for _ in _run_jobs(shard_job, jobs, o.workers, progress, total, "shards", dirs):
+        pass
+
+    manifests = []
+    for fold, fold_dir, train, val, shards in fold_plans:
+        per_field = {"train": variants_per_field(o, True), "val": variants_per_field(o, False)}
+        manifest = {
+            "format": "mcnn-keras/bbbc021-tfrecord/1",
+            "flags": flags if flags is not None else dataclasses.asdict(o),
+            "classes": class_names, "num_classes": len(class_names),
+            "channels": ["DAPI (w1, DNA)", "Tubulin (w2)", "Actin (w4)"],
+            "image_size": list(output_size(o)),
+            "split": {"name": o.split, "fold": fold, "fold_name": fold_names[fold],
+                      "num_folds": len(fold_names), "val_fraction": o.val_fraction},
+            "dataset": o.dataset, "augment_mode": o.augment_mode,
+            "records_per_field": per_field,
+            "counts": {
+                "per_class": _counts(train + val, class_names, 1)["per_class"],
+                "per_split": {"train": _counts(train, class_names, per_field["train"]),
+                              "val": _counts(val, class_names, per_field["val"])},
+                "per_shard": {os.path.basename(path): _counts(
+                    shard_fields, class_names, per_field["train" if is_train else "val"])
+                    for path, shard_fields, is_train in shards},
+                "unlabelled_rows": unlabelled, "skipped_fields": len(skipped),
+            },
+            "files": {"train": [os.path.basename(p) for p, _, t in shards if t],
+                      "val": [os.path.basename(p) for p, _, t in shards if not t]},
+            "normalization": dict(summary, maps_file=os.path.relpath(
+                os.path.join(o.output_dir, preprocess.MAPS_NPZ), fold_dir)),
+            "skipped": skipped,
+        }
+        atomic.write_json_atomic(os.path.join(fold_dir, MANIFEST), manifest)
+        manifests.append(manifest)
+    if len(manifests) == 1:
+        return manifests[0]
+    index = {"format": "mcnn-keras/bbbc021-folds/1",
+             "flags": manifests[0]["flags"], "split": o.split,
+             "folds": [{"fold": fold, "fold_name": fold_names[fold],
+                        "dir": os.path.basename(fold_dir)}
+                       for fold, fold_dir, *_ in fold_plans],
+             "counts": {"per_class": manifests[0]["counts"]["per_class"],
+                        "unlabelled_rows": unlabelled, "skipped_fields": len(skipped)},
+             "normalization": summary, "skipped": skipped}
+    atomic.write_json_atomic(os.path.join(o.output_dir, MANIFEST), index)
+    return index

@@ -1,0 +1,39 @@
+"""Stops training once validation top-1 reaches a target; records time-to-train.
+
+Under MultiWorkerMirroredStrategy the validation metrics are global (reduced
+across workers), so every worker stops after the same epoch.
+
+Usage:
+
+    stop = StopAtTargetAccuracy(0.99)
+    model.fit(ds, validation_data=val, callbacks=[stop], ...)
+    print(stop.reached_epoch, stop.time_to_target_s)
+"""
+
+import time
+
+import keras
+
+
+class StopAtTargetAccuracy(keras.callbacks.Callback):
+    """Sets `model.stop_training` when `logs[monitor] >= target`."""
+
+    def __init__(self, target, monitor="val_top1", clock=time.perf_counter):
+        super().__init__()
+        self.target, self.monitor, self._clock = target, monitor, clock
+        self.reached_epoch = None
+        self.time_to_target_s = None
+
+    def on_train_begin(self, logs=None):
+        self._start = self._clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or self.reached_epoch is not None or value < self.target:
+            return
+        self.reached_epoch = epoch
+        self.time_to_target_s = self._clock() - self._start
+        logs["time_to_target_s"] = self.time_to_target_s
+        print(f"\n{self.monitor} {value:.4f} >= target {self.target}: stopping after "
+              f"epoch {epoch + 1}, {self.time_to_target_s:.1f} s of training", flush=True)
+        self.model.stop_training = True

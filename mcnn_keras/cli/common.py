@@ -1,0 +1,57 @@
+"""What every binary shares: clean one-line errors, threads, bundled data.
+
+Usage (in a binary):
+
+    def main(argv):
+        common.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+        ...
+
+    def run():
+        common.run_main(main)
+"""
+
+import os
+import re
+import sys
+
+from absl import app, flags
+
+# The repository root: testdata/ lives there (also in Bazel runfiles).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEMO_DATA = os.path.join(REPO_ROOT, "testdata", "synthetic")
+
+
+def error_line(exc):
+    """A one-line description of an error, without TensorFlow's graph noise."""
+    message = getattr(exc, "message", None) or str(exc)
+    message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
+    message = message.replace("assertion failed: ", "")
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    return first or type(exc).__name__
+
+
+def run_main(main):
+    """`app.run(main)`, turning expected errors into `error: ...` and exit 1.
+
+    Logging defaults to warnings and up (TensorFlow's INFO lines drown the
+    progress bar); `--verbosity=0` brings them back.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    flags.FLAGS.set_default("verbosity", -1)
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
+            print(f"error: {error_line(e)}", file=sys.stderr, flush=True)
+            sys.exit(1)
+    app.run(guarded)
+
+
+def configure_threads(intra_op, inter_op):
+    """Sets TensorFlow's thread pools; must run before the first TF op."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if intra_op:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    if inter_op:
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)

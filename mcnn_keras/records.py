@@ -1,0 +1,195 @@
+"""The project's TFRecord schema: one `tf.train.Example` per field of view.
+
+| feature        | type   | content                                        |
+|----------------|--------|------------------------------------------------|
+| image          | bytes  | raw uint8 pixels, H x W x C, row-major (HWC)   |
+| height, width  | int64  | image size                                     |
+| channels       | int64  | 3 (DNA/DAPI, tubulin, actin by default)        |
+| label          | int64  | class index, 0 <= label < num_classes          |
+| class_name     | bytes  | UTF-8 class name (e.g. "DMSO")                 |
+| compound, concentration, plate, well, site, replicate | bytes | UTF-8 metadata ("" if unknown) |
+
+Pixels stay uint8 on disk and in the input pipeline; the model scales them by
+1/255 in its first layer. Shards are named `<prefix>-00003-of-00016.tfrecord`
+and written atomically (temporary name, then rename), so a reader never sees a
+half-written shard.
+
+Usage:
+
+    with ShardedRecordWriter("out", "train", num_shards=4) as writer:
+        writer.write(encode_example(image, label, {"class_name": "DMSO"}))
+"""
+
+import os
+import uuid
+
+import numpy as np
+import tensorflow as tf
+
+GZIP_MAGIC = b"\x1f\x8b"
+METADATA_KEYS = ("class_name", "compound", "concentration", "plate", "well",
+                 "site", "replicate")
+FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "height": tf.io.FixedLenFeature([], tf.int64),
+    "width": tf.io.FixedLenFeature([], tf.int64),
+    "channels": tf.io.FixedLenFeature([], tf.int64),
+    "label": tf.io.FixedLenFeature([], tf.int64),
+    **{key: tf.io.FixedLenFeature([], tf.string, default_value="")
+       for key in METADATA_KEYS},
+}
+
+
+def _bytes(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int64(value):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+
+def encode_example(image, label, metadata=None):
+    """Serializes one uint8 H x W x C image, its label and string metadata."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3:
+        raise ValueError(f"image must be uint8 H x W x C, got {image.dtype} {image.shape}")
+    metadata = dict(metadata or {})
+    unknown = set(metadata) - set(METADATA_KEYS)
+    if unknown:
+        raise ValueError(f"unknown metadata fields {sorted(unknown)}; "
+                         f"allowed: {list(METADATA_KEYS)}")
+    height, width, channels = image.shape
+    feature = {
+        "image": _bytes(np.ascontiguousarray(image).tobytes()),
+        "height": _int64(height),
+        "width": _int64(width),
+        "channels": _int64(channels),
+        "label": _int64(label),
+    }
+    for key in METADATA_KEYS:
+        feature[key] = _bytes(str(metadata.get(key, "")).encode("utf-8"))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def parse_features(serialized):
+    """Parses a serialized example into its feature dict (image still bytes)."""
+    return tf.io.parse_single_example(serialized, FEATURES)
+
+
+def _check(condition, message, source):
+    """An assertion whose failure names `source` (a file and record, str or tensor)."""
+    return tf.debugging.Assert(condition, [source, message])
+
+
+def decode_image(features, height=None, width=None, channels=3, source="record"):
+    """Decodes the raw image bytes, checking them against the stored size.
+
+    Fails (tf.errors.InvalidArgumentError, naming `source`) when the byte count
+    differs from height x width x channels, or when the stored size differs from
+    the expected `height` x `width` x `channels`.
+    """
+    image = tf.io.decode_raw(features["image"], tf.uint8)
+    shape = tf.stack([features["height"], features["width"], features["channels"]])
+    checks = [_check(tf.equal(tf.size(image, out_type=tf.int64), tf.reduce_prod(shape)),
+                     "image byte count does not match its height x width x channels",
+                     source)]
+    if height is not None:
+        checks.append(_check(
+            tf.reduce_all(tf.equal(shape, tf.constant([height, width, channels], tf.int64))),
+            f"image size differs from the expected {height} x {width} x {channels}", source))
+    with tf.control_dependencies(checks):
+        image = tf.reshape(image, shape)
+    if height is not None:
+        image = tf.ensure_shape(image, (height, width, channels))
+    return image
+
+
+def decode_label(features, num_classes, source="record"):
+    """Returns the int32 label, failing naming `source` if out of range."""
+    label = features["label"]
+    check = _check(tf.logical_and(label >= 0, label < num_classes),
+                   f"label outside [0, {num_classes})", source)
+    with tf.control_dependencies([check]):
+        return tf.cast(label, tf.int32)
+
+
+def read_examples(path):
+    """Yields (image uint8 array, label, metadata dict) for every record of a file."""
+    for serialized in tf.data.TFRecordDataset(path, compression_type(path)):
+        features = parse_features(serialized)
+        image = decode_image(features, source=path).numpy()
+        metadata = {key: features[key].numpy().decode("utf-8") for key in METADATA_KEYS}
+        yield image, int(features["label"].numpy()), metadata
+
+
+def shard_name(prefix, index, num_shards):
+    """The file name of shard `index` of `num_shards`."""
+    return f"{prefix}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def compression_type(path):
+    """Returns "GZIP" if the file at `path` is gzip-compressed, else ""."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return "GZIP" if f.read(2) == GZIP_MAGIC else ""
+
+
+def write_shard(path, serialized_examples, compression=""):
+    """Writes records to `path` atomically; returns how many were written.
+
+    The records go to a temporary file in the same directory, which is renamed
+    over `path` only once it is complete and flushed. `compression` is "" or
+    "GZIP"; readers detect it from the file itself (`compression_type`).
+    """
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    count = 0
+    try:
+        with tf.io.TFRecordWriter(tmp, options=compression or None) as writer:
+            for record in serialized_examples:
+                writer.write(record)
+                count += 1
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+        raise
+    return count
+
+
+class ShardedRecordWriter:
+    """Writes records round-robin into `num_shards` shards, each atomically.
+
+    Records are buffered per shard and each shard is written in one piece on
+    `close()` (or leaving the `with` block without an error); on an error
+    nothing is written, and shards from an earlier run are left untouched.
+    For data too large for memory, call `write_shard` per shard instead.
+    """
+
+    def __init__(self, output_dir, prefix, num_shards, compression=""):
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        self.output_dir, self.prefix, self.num_shards = output_dir, prefix, num_shards
+        self.compression = compression
+        self._buffers = [[] for _ in range(num_shards)]
+        self._count = 0
+
+    def write(self, serialized_example):
+        self._buffers[self._count % self.num_shards].append(serialized_example)
+        self._count += 1
+
+    def close(self):
+        """Writes every shard; returns their paths."""
+        tf.io.gfile.makedirs(self.output_dir)
+        paths = []
+        for index, records in enumerate(self._buffers):
+            path = os.path.join(self.output_dir, shard_name(self.prefix, index, self.num_shards))
+            write_shard(path, records, self.compression)
+            paths.append(path)
+        return paths
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        return False

@@ -1,0 +1,75 @@
+"""pytest_suite: one py_test per tests/test_*.py, all run through pytest.
+
+A py_test runs its main file as a script, so a pytest-style file alone would
+pass without running anything. Every test here instead runs the shared
+`pytest_runner.py`, which calls pytest on the one test file and writes JUnit
+XML to $XML_OUTPUT_FILE.
+
+    load("//tests:defs.bzl", "pytest_suite")
+
+    pytest_suite(
+        name = "all",
+        overrides = {
+            "test_multiworker*": {"tags": ["exclusive"]},
+            "test_training": {"timeout": "eternal"},
+        },
+    )
+"""
+
+_RUNNER = "pytest_runner.py"
+
+def _matches(key, test_name):
+    if key.endswith("*"):
+        return test_name.startswith(key[:-1])
+    return key == test_name
+
+def pytest_suite(
+        name,
+        overrides = {},
+        deps = [],
+        data = [],
+        size = "large",
+        tags = []):
+    """Declares a py_test per test_*.py in this package, plus a test_suite.
+
+    Args:
+      name: name of the test_suite holding every generated test.
+      overrides: test name (without .py) or prefix ending in "*" -> dict of
+        py_test attributes (size, timeout, tags, flaky, shard_count, ...).
+        Every matching entry applies, in dictionary order; "tags" add up.
+      deps: deps of every test (besides the runner).
+      data: data of every test.
+      size: default size; "large" means a 900 s timeout.
+      tags: tags of every test.
+    """
+    tests = []
+    for src in native.glob(["test_*.py"]):
+        test_name = src[:-len(".py")]
+        attrs = {"size": size}
+        test_tags = list(tags)
+        for key, extra in overrides.items():
+            if _matches(key, test_name):
+                for attr, value in extra.items():
+                    if attr == "tags":
+                        test_tags += [t for t in value if t not in test_tags]
+                    else:
+                        attrs[attr] = value
+        native.py_test(
+            name = test_name,
+            srcs = [_RUNNER, src],
+            main = _RUNNER,
+            args = ["$(rootpath %s)" % src],
+            data = data,
+            deps = deps,
+            legacy_create_init = False,
+            python_version = "PY3",
+            srcs_version = "PY3",
+            tags = test_tags,
+            **attrs
+        )
+        tests.append(test_name)
+
+    native.test_suite(
+        name = name,
+        tests = tests,
+    )

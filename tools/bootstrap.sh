@@ -1,0 +1,67 @@
+# Sourced by tools/demo.sh and tools/test.sh (not executable on its own):
+#
+#     source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+#
+# On a fresh Debian/Ubuntu machine with Python 3.10+: creates .venv in the
+# repo root, installs the package in editable mode with its test extras, and
+# activates the venv. Quick when nothing changed (a stamp file newer than
+# setup.cfg and pyproject.toml skips pip). Leaves REPO_ROOT set and the
+# current directory at the repo root.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+# Runs a command as root: directly when root, through sudo when available.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "bootstrap: need root (or sudo) to run: $*" >&2
+    return 1
+  fi
+}
+
+_bootstrap_python() {
+  local python
+  python="${PYTHON:-python3}"
+  if ! command -v "$python" >/dev/null 2>&1; then
+    echo "bootstrap: $python not found; install Python 3.10 or newer" >&2
+    return 1
+  fi
+  if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "bootstrap: $python is $("$python" -V 2>&1); need Python 3.10 or newer" >&2
+    return 1
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    # Debian/Ubuntu split venv (and ensurepip) into python3-venv.
+    if ! "$python" -m venv --help >/dev/null 2>&1 \
+        || ! "$python" -c 'import ensurepip' >/dev/null 2>&1; then
+      echo "bootstrap: installing python3-venv" >&2
+      as_root apt-get update -q
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+    fi
+    echo "bootstrap: creating .venv" >&2
+    rm -rf .venv
+    "$python" -m venv .venv
+  fi
+}
+
+_bootstrap_install() {
+  local stamp=.venv/.mcnn-keras-installed
+  if [ -f "$stamp" ] && [ "$stamp" -nt setup.cfg ] && [ "$stamp" -nt pyproject.toml ]; then
+    return 0
+  fi
+  echo "bootstrap: pip install -e '.[test]' (first run takes a few minutes)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+}
+
+_bootstrap_python
+_bootstrap_install
+# shellcheck disable=SC1091
+source .venv/bin/activate
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+unset -f _bootstrap_python _bootstrap_install

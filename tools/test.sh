@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs the whole test suite through Bazel (offline) and prints a summary:
+#
+#     ./tools/test.sh                              # bazel test //tests/...
+#     ./tools/test.sh //tests:test_model           # other target patterns
+#     ./tools/test.sh --test_filter=cost           # extra args go to bazel
+#
+# Last line: "N passed, M failed[, K skipped]" counted from the JUnit XML of
+# this run. Exits non-zero if Bazel failed, any test failed, or none ran.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"  # cd's to the repo root
+
+if ! command -v bazel >/dev/null 2>&1; then
+  echo "test.sh: installing Debian's bazel-bootstrap (Bazel 4.2.3)" >&2
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q bazel-bootstrap
+fi
+
+targets=()
+flags=()
+for arg in "$@"; do
+  case "$arg" in
+    //*|-//*) targets+=("$arg") ;;
+    *) flags+=("$arg") ;;
+  esac
+done
+if [ "${#targets[@]}" -eq 0 ]; then
+  targets=("//tests/...")
+fi
+
+# Only test.xml files written by this run count (bazel-testlogs keeps old ones).
+stamp="$(mktemp)"
+trap 'rm -f "$stamp"' EXIT
+
+# --nocache_test_results: Bazel does not see pip changes in .venv.
+bazel_status=0
+bazel test \
+  --nocache_test_results \
+  --test_output=errors \
+  --local_test_jobs=2 \
+  "${flags[@]+"${flags[@]}"}" \
+  -- "${targets[@]}" || bazel_status=$?
+testlogs="$(bazel info bazel-testlogs 2>/dev/null || echo bazel-testlogs)"
+bazel shutdown
+
+summary="$(python3 - "$testlogs" "$stamp" <<'PY'
+import os, sys
+import xml.etree.ElementTree as ET
+
+testlogs, stamp = sys.argv[1], sys.argv[2]
+since = os.path.getmtime(stamp)
+passed = failed = skipped = 0
+for root, _, files in os.walk(testlogs):
+    if "test.xml" not in files:
+        continue
+    path = os.path.join(root, "test.xml")
+    if os.path.getmtime(path) < since:
+        continue
+    try:
+        cases = ET.parse(path).getroot().iter("testcase")
+    except ET.ParseError:
+        failed += 1  # a test that died while writing its report
+        continue
+    for case in cases:
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed += 1
+        elif case.find("skipped") is not None:
+            skipped += 1
+        else:
+            passed += 1
+line = f"{passed} passed, {failed} failed"
+print(line + (f", {skipped} skipped" if skipped else ""))
+PY
+)"
+echo "$summary"
+
+read -r n_passed _ n_failed _ <<<"${summary//,/}"
+if [ "$bazel_status" -ne 0 ] || [ "$n_failed" -gt 0 ] || [ "$n_passed" -eq 0 ]; then
+  exit $(( bazel_status != 0 ? bazel_status : 1 ))
+fi
