@@ -26,7 +26,9 @@ CONVS_PER_PATHWAY = 3
 KERNEL = 5
 MERGE_FILTERS = 1024
 DENSE_UNITS = 512
-SIZE_MULTIPLE = 128  # every pathway ends at H/64 x W/64, the last pool halves it
+# Every pathway ends at H/64 x W/64 only if 64 divides the size; with a multiple
+# of 128 the final 2x2 pool is exact too (e.g. 256 x 320 floors 4 x 5 to 2 x 2).
+SIZE_MULTIPLE = 64
 # Dataset B of the paper: 724 x 724 = 1024 / sqrt(2), zero-padded by 22 pixels
 # per side, since 724 is no multiple of 128 and the pathways would not align.
 PADDED_SIZES = {724: 768}
@@ -53,7 +55,8 @@ def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0
     """Builds the uncompiled functional M-CNN for height x width x 3 images.
 
     Args:
-      height, width: input size; multiples of 128, or 724 (padded to 768).
+      height, width: input size; multiples of 64 (128 for an exact final
+        pool, as 1024 x 1280), or 724 (zero-padded to 768).
       num_classes: size of the final logits (13 = 12 mechanisms + DMSO).
       dtype_policy: optional Keras dtype policy for the body, e.g.
         "mixed_bfloat16"; the logits are always float32.
@@ -136,7 +139,7 @@ def model_cost(height, width, num_classes=13, bytes_per_value=4):
     concat = sum(FILTERS)
     all_values += (h // 64) * (w // 64) * concat
     conv(h // 64, w // 64, concat, MERGE_FILTERS, 1)
-    flat = (h // 128) * (w // 128) * MERGE_FILTERS
+    flat = (h // 64 // 2) * (w // 64 // 2) * MERGE_FILTERS
     all_values += 2 * flat  # pool, flatten
     for fan_in, fan_out in ((flat, DENSE_UNITS), (DENSE_UNITS, num_classes)):
         params += fan_in * fan_out + fan_out

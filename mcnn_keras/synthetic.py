@@ -233,12 +233,9 @@ def render_field(class_index, height, width, rng):
     style = STYLES[classes.MOA_CLASSES[class_index]]
     scale = max(1.0, min(height, width) / 256)  # bigger cells on bigger fields
     radius = BASE_CELL_RADIUS * scale
-    area = np.pi * (radius * style.radius) ** 2
+    # Same cell count distribution for every class, whatever its cell size.
     coverage = rng.uniform(*CELL_COVERAGE)
-    count = max(2, int(round(coverage * height * width / (np.pi * radius ** 2))))
-    # Same cell count distribution for every class, whatever the cell size.
-    count = max(2, int(rng.poisson(count)))
-    del area
+    count = max(2, int(rng.poisson(coverage * height * width / (np.pi * radius ** 2))))
 
     fields = np.zeros((3, height, width), np.float32)
     cell_radius = radius * style.radius

@@ -28,7 +28,6 @@ Usage:
 import dataclasses
 import math
 import os
-import tempfile
 
 import keras
 import tensorflow as tf
@@ -141,9 +140,8 @@ def train(cfg):
                                         cfg.collective_timeout_s)
     task = distribute.task_info(strategy)
     keras.utils.set_random_seed(cfg.seed)
-    os.makedirs(cfg.model_dir, exist_ok=True) if task.is_chief else None
-    scratch = None if task.is_chief else tempfile.mkdtemp(prefix=f"mcnn-worker{task.worker_index}-")
-    write_dir = cfg.model_dir if task.is_chief else scratch
+    write_dir = distribute.writer_dir(cfg.model_dir, task)  # scratch on non-chiefs
+    os.makedirs(write_dir, exist_ok=True)
 
     # 1. Data.
     train_files = dataset.list_files(cfg.train_files)
@@ -258,8 +256,5 @@ def train(cfg):
         export.export_saved_model(model, os.path.join(cfg.model_dir, "export"),
                                   cfg.class_names[:cfg.num_classes])
         atomic.write_json_atomic(os.path.join(cfg.model_dir, "summary.json"), summary)
-    checkpointer.cleanup()
-    if scratch:
-        import shutil
-        shutil.rmtree(scratch, ignore_errors=True)
+    distribute.cleanup_writer_dir(write_dir, cfg.model_dir)
     return summary

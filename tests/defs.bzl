@@ -10,7 +10,7 @@ XML to $XML_OUTPUT_FILE.
     pytest_suite(
         name = "all",
         overrides = {
-            "test_multiworker*": {"tags": ["exclusive"]},
+            "test_*multiworker*": {"tags": ["exclusive"]},
             "test_training": {"timeout": "eternal"},
         },
     )
@@ -18,10 +18,23 @@ XML to $XML_OUTPUT_FILE.
 
 _RUNNER = "pytest_runner.py"
 
-def _matches(key, test_name):
-    if key.endswith("*"):
-        return test_name.startswith(key[:-1])
-    return key == test_name
+def _matches(pattern, name):
+    """Shell-style match where only "*" is special: "test_*multiworker*"."""
+    parts = pattern.split("*")
+    if len(parts) == 1:
+        return pattern == name
+    head, tail = parts[0], parts[-1]
+    if len(name) < len(head) + len(tail):
+        return False
+    if not name.startswith(head) or not name.endswith(tail):
+        return False
+    position, end = len(head), len(name) - len(tail)
+    for part in parts[1:-1]:
+        found = name.find(part, position, end)
+        if found < 0:
+            return False
+        position = found + len(part)
+    return True
 
 def pytest_suite(
         name,
@@ -34,8 +47,8 @@ def pytest_suite(
 
     Args:
       name: name of the test_suite holding every generated test.
-      overrides: test name (without .py) or prefix ending in "*" -> dict of
-        py_test attributes (size, timeout, tags, flaky, shard_count, ...).
+      overrides: test name (without .py), or a pattern with "*" wildcards,
+        -> dict of py_test attributes (size, timeout, tags, flaky, ...).
         Every matching entry applies, in dictionary order; "tags" add up.
       deps: deps of every test (besides the runner).
       data: data of every test.

@@ -4,8 +4,9 @@
 """
 
 import configparser
-import importlib
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -62,8 +63,20 @@ def test_console_scripts_declared(repo_root):
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED_SCRIPTS))
-def test_console_script_resolves(script):
+def test_console_script_resolves(script, repo_root):
+    # A fresh interpreter per script, as a console script really runs: the cli
+    # modules define absl flags at import time, and two of them in one process
+    # may legitimately define the same flag (e.g. --model_dir).
     module_name, function_name = EXPECTED_SCRIPTS[script].split(":")
-    module = importlib.import_module(module_name)
-    assert callable(getattr(module, function_name, None)), (
-        f"{script}: {module_name} has no function {function_name}()")
+    check = (
+        "import importlib, sys\n"
+        f"module = importlib.import_module({module_name!r})\n"
+        f"sys.exit(0 if callable(getattr(module, {function_name!r}, None)) else 3)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], cwd=repo_root,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode == 3:
+        pytest.fail(f"{script}: {module_name} has no function {function_name}()")
+    if result.returncode != 0:
+        pytest.fail(f"{script}: importing {module_name} failed:\n"
+                    f"{result.stderr[-2000:]}")

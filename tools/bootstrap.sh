@@ -1,12 +1,21 @@
-# Sourced by tools/demo.sh and tools/test.sh (not executable on its own):
+#!/usr/bin/env bash
+# Sourced by tools/demo.sh and tools/test.sh:
 #
 #     source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+#
+# Run directly (./tools/bootstrap.sh) it only prepares .venv.
 #
 # On a fresh Debian/Ubuntu machine with Python 3.10+: creates .venv in the
 # repo root, installs the package in editable mode with its test extras, and
 # activates the venv. Quick when nothing changed (a stamp file newer than
 # setup.cfg and pyproject.toml skips pip). Leaves REPO_ROOT set and the
 # current directory at the repo root.
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  # Executed, not sourced: our own shell, so strict mode is safe. (When
+  # sourced, the calling script's options apply.)
+  set -euo pipefail
+fi
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"

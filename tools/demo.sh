@@ -8,17 +8,27 @@ set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"  # cd's to the repo root
 
+# Relative paths are relative to the repo root (bootstrap.sh cd's there).
 model_dir="${1:-out/demo}"
 
 mcnn-train --model_dir="$model_dir"
 mcnn-evaluate --model_dir="$model_dir"
 
-cat <<MSG
+# Lists what the run produced, wherever under MODEL_DIR it ended up.
+show() {
+  local label="$1"
+  shift
+  local found
+  found="$(find "$model_dir" "$@" 2>/dev/null | sort | head -n 20)"
+  printf '  %-13s %s\n' "$label" "${found:-(none found)}" | sed '2,$s/^/                /'
+}
 
-Demo finished. Results in $model_dir/:
-  metrics.jsonl   per-epoch training and validation metrics
-  *.png           plots (learning curves, confusion matrix)
-  checkpoints/    training checkpoints (resume by re-running mcnn-train)
-  export/         exported SavedModel for inference
-MSG
-ls -1 "$model_dir"
+echo
+case "$model_dir" in
+  /*) echo "Demo finished. Results under $model_dir:" ;;
+  *) echo "Demo finished. Results under $REPO_ROOT/$model_dir:" ;;
+esac
+show "metrics:" -name 'metrics.jsonl'
+show "plots:" -name '*.png'
+show "checkpoints:" -maxdepth 2 \( -name 'checkpoints' -o -name '*.keras' -o -name '*.weights.h5' \)
+show "export:" -maxdepth 1 -name 'export*'

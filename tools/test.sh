@@ -35,7 +35,9 @@ trap 'rm -f "$stamp"' EXIT
 
 # --nocache_test_results: Bazel does not see pip changes in .venv.
 bazel_status=0
+# --keep_going: a test that fails to build does not stop the others.
 bazel test \
+  --keep_going \
   --nocache_test_results \
   --test_output=errors \
   --local_test_jobs=2 \

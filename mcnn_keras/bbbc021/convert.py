@@ -143,27 +143,20 @@ def shard_job(args):
     return path, len(fields)
 
 
-def _run_jobs(function, jobs, workers, progress, total, desc, cleanup_dirs):
-    """Runs jobs in-process (1 worker) or in a spawned pool; yields results."""
+def _run_jobs(function, jobs, pool, progress, total, desc, cleanup_dirs):
+    """Runs jobs in `pool` (or in-process if None); yields results as they finish."""
     bar = tqdm.tqdm(total=total, desc=desc, unit="field", disable=not progress)
-    pool = None
     try:
-        if workers > 1 and len(jobs) > 1:
-            pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)))
-            results = pool.imap_unordered(function, jobs)
-        else:
-            results = map(function, jobs)
+        results = (pool.imap_unordered(function, jobs) if pool and len(jobs) > 1
+                   else map(function, jobs))
         for result in results:
             bar.update(result[-1])
             yield result
-        if pool:
-            pool.close()
-            pool.join()
     except BaseException:
-        if pool:
+        if pool:  # stop the other workers before cleaning up after them
             pool.terminate()
             pool.join()
-        for directory in cleanup_dirs:  # shards a killed worker was writing
+        for directory in cleanup_dirs:  # shards a stopped worker was writing
             remove_temporaries(directory)
         raise
     finally:
@@ -191,6 +184,10 @@ def _check_plan(output_dir, plan):
     if os.path.exists(path):
         with open(path) as f:
             previous = json.load(f)
+        started = glob.glob(os.path.join(output_dir, "**", "*.tfrecord"), recursive=True)
+        if previous != plan and not started:
+            atomic.write_json_atomic(path, plan)  # nothing written yet: start afresh
+            return False
         if previous != plan:
             changed = sorted(k for k in plan["options"]
                              if previous.get("options", {}).get(k) != plan["options"][k])
@@ -202,7 +199,7 @@ def _check_plan(output_dir, plan):
     return False
 
 
-def compute_statistics(fields, o, progress=True):
+def compute_statistics(fields, o, progress=True, pool=None):
     """First pass; returns ({plate: PlateStats}, skipped list)."""
     by_plate = {}
     for field in fields:
@@ -210,7 +207,7 @@ def compute_statistics(fields, o, progress=True):
     jobs = [(plate, plate_fields, o) for plate, plate_fields in sorted(by_plate.items())]
     stats, skipped = {}, []
     for plate, plate_stats, plate_skipped, _ in _run_jobs(
-            plate_job, jobs, o.workers, progress, len(fields), "statistics", []):
+            plate_job, jobs, pool, progress, len(fields), "statistics", []):
         if plate_stats is not None:
             stats[plate] = plate_stats
         skipped.extend(plate_skipped)
@@ -244,6 +241,20 @@ def _counts(entries, class_names, records_per_field):
 def convert(o, flags=None, progress=True):
     """Runs the whole conversion; returns the manifest dict (index if several folds)."""
     check_options(o)
+    if o.workers == 1:
+        return _convert(o, flags, progress, None)
+    # One pool for both passes: each spawned worker imports TensorFlow once.
+    pool = multiprocessing.get_context("spawn").Pool(o.workers)
+    try:
+        manifest = _convert(o, flags, progress, pool)
+        pool.close()
+        return manifest
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _convert(o, flags, progress, pool):
     all_fields, unlabelled = metadata.read_fields(o.bbbc021_dir)
     if not all_fields:
         raise ValueError(f"{o.bbbc021_dir}: no labelled field of view (no row of "
@@ -257,7 +268,7 @@ def convert(o, flags=None, progress=True):
             summary = json.load(f)
         skipped = summary["skipped"]
     else:
-        stats, skipped = compute_statistics(all_fields, o, progress)
+        stats, skipped = compute_statistics(all_fields, o, progress, pool)
         sigma = o.illum_sigma or preprocess.default_sigma(o.height)
         summary = preprocess.save_statistics(o.output_dir, stats, sigma,
                                              extra={"skipped": skipped})
@@ -282,7 +293,7 @@ def convert(o, flags=None, progress=True):
                 jobs.append((path, shard_fields, {p: stats[p] for p in plates}, is_train, o))
     total = sum(len(job[1]) for job in jobs)
     dirs = [plan[1] for plan in fold_plans]
-    for _ in _run_jobs(shard_job, jobs, o.workers, progress, total, "shards", dirs):
+    for _ in _run_jobs(shard_job, jobs, pool, progress, total, "shards", dirs):
         pass
 
     manifests = []

@@ -125,6 +125,11 @@ def upsample_matrix(size, block):
     return matrix
 
 
+def separable(rows, image, columns):
+    """rows @ image[..., c] @ columns.T for every channel c of an h x w x C array."""
+    return np.einsum("xj,yjc->yxc", columns, np.einsum("yi,ijc->yjc", rows, image))
+
+
 @dataclasses.dataclass
 class PlateStats:
     """Normalisation of one plate: per channel (last axis = DAPI, Tubulin, Actin)."""
@@ -138,7 +143,7 @@ class PlateStats:
         """The H x W x 3 float32 illumination map (>= 1)."""
         h, w, _ = self.lowres_map.shape
         up_h, up_w = upsample_matrix(h, self.block), upsample_matrix(w, self.block)
-        full = np.einsum("yi,ijc,xj->yxc", up_h, self.lowres_map, up_w)
+        full = separable(up_h, self.lowres_map, up_w)
         return (np.maximum(full, self.floor) / self.floor).astype(np.float32)
 
     def to_json(self):
@@ -151,7 +156,7 @@ def illumination_lowres(block_means, sigma, block):
     mean = np.mean(block_means, axis=0)
     h, w, _ = mean.shape
     blur_h, blur_w = blur_matrix(h, sigma / block), blur_matrix(w, sigma / block)
-    return np.einsum("yi,ijc,xj->yxc", blur_h, mean, blur_w)
+    return separable(blur_h, mean, blur_w)
 
 
 def floor_of(full_map, where="map"):
@@ -186,8 +191,7 @@ class StatisticsAccumulator:
         if not self.samples:
             raise ValueError(f"{where}: no fields to compute statistics from")
         lowres = illumination_lowres(self.block_means, self.sigma, self.block)
-        raw_full = np.einsum("yi,ijc,xj->yxc",
-                             upsample_matrix(lowres.shape[0], self.block), lowres,
+        raw_full = separable(upsample_matrix(lowres.shape[0], self.block), lowres,
                              upsample_matrix(lowres.shape[1], self.block))
         stats = PlateStats(lowres, self.block, floor_of(raw_full, where),
                            np.zeros(3), np.ones(3))
@@ -229,9 +233,9 @@ def to_uint8(image):
 STATS_JSON, MAPS_NPZ = "normalization.json", "illumination.npz"
 
 
-def save_statistics(directory, stats_by_plate, sigma):
+def save_statistics(directory, stats_by_plate, sigma, extra=None):
     """Writes normalization.json + illumination.npz atomically; returns the JSON dict."""
-    summary = {"sigma": sigma, "channels": ["DAPI", "Tubulin", "Actin"],
+    summary = {**(extra or {}), "sigma": sigma, "channels": ["DAPI", "Tubulin", "Actin"],
                "maps_file": MAPS_NPZ,
                "plates": {p: s.to_json() for p, s in sorted(stats_by_plate.items())}}
     tmp = os.path.join(directory, f".{MAPS_NPZ}.tmp-{os.getpid()}.npz")

@@ -19,7 +19,6 @@ Usage:
     model.fit(..., callbacks=[PeriodicCheckpoint(ckpt, every_n_steps=100)])
 """
 
-import shutil
 import signal
 
 import keras
@@ -57,11 +56,6 @@ class Checkpointer:
             return latest
         self.epoch.assign(epoch)
         return self.manager.save(checkpoint_number=self.step)
-
-    def cleanup(self):
-        """Removes the scratch directory of a non-chief worker."""
-        if self.write_dir != self.directory:
-            shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):

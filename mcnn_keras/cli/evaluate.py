@@ -1,0 +1,59 @@
+r"""mcnn-evaluate: top-1/top-5, confusion matrix and per-treatment accuracy.
+
+    mcnn-evaluate --model_dir=runs/demo                      # latest checkpoint
+    mcnn-evaluate --saved_model=runs/demo/export --files='data/val-*.tfrecord'
+
+Writes metrics.json, confusion_matrix.csv/.png and predictions.csv to
+--output_dir (default <model_dir>/eval).
+"""
+
+import json
+import os
+
+from absl import flags
+
+from mcnn_keras.cli import common
+from mcnn_keras.cli.paths import resolve_user_path
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", "", "Training run to evaluate (its latest checkpoint).")
+flags.DEFINE_string("checkpoint", "", "A specific checkpoint prefix instead of the latest.")
+flags.DEFINE_string("saved_model", "", "An exported SavedModel to evaluate instead.")
+flags.DEFINE_string("files", "", "TFRecord globs; default: the run's --val_files.")
+flags.DEFINE_string("output_dir", "", "Where reports go; default <model_dir>/eval.")
+flags.DEFINE_integer("batch_size", 32, "Images per prediction batch.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}")
+    from mcnn_keras import dataset, evaluation, export  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.classes import MOA_CLASSES  # pylint: disable=import-outside-toplevel
+    model_dir = resolve_user_path(FLAGS.model_dir)
+    if FLAGS.saved_model:
+        predictor = evaluation.saved_model_predictor(resolve_user_path(FLAGS.saved_model))
+    elif model_dir:
+        predictor = evaluation.checkpoint_predictor(
+            model_dir, resolve_user_path(FLAGS.checkpoint) or None)
+    else:
+        raise ValueError("give --model_dir or --saved_model")
+    patterns = FLAGS.files or (export.load_run_config(model_dir)["val_files"] if model_dir else "")
+    if not patterns:
+        raise ValueError("give --files (the run has no --val_files)")
+    files = dataset.list_files(",".join(resolve_user_path(p) for p in patterns.split(",")))
+    output_dir = resolve_user_path(FLAGS.output_dir) or os.path.join(
+        model_dir or resolve_user_path(FLAGS.saved_model), "eval")
+    report = evaluation.evaluate(predictor, files, output_dir, MOA_CLASSES, FLAGS.batch_size)
+    brief = {k: report[k] for k in ("source", "images", "top1", "top5")}
+    if "per_treatment" in report:
+        brief["per_treatment_accuracy"] = report["per_treatment"].get("accuracy")
+    print(json.dumps(brief, indent=2))
+    print(f"reports in {output_dir}")
+
+
+def run():
+    common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

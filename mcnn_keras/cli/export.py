@@ -1,0 +1,43 @@
+r"""mcnn-export: (re)writes <model_dir>/export/ from the run's latest checkpoint.
+
+    mcnn-export --model_dir=runs/demo
+    saved_model_cli show --all --dir runs/demo/export
+
+The SavedModel's serving_default takes uint8 `images` [N, H, W, 3] and returns
+`probabilities`, `class_ids` and `class_names`.
+"""
+
+import os
+
+from absl import flags
+
+from mcnn_keras.cli import common
+from mcnn_keras.cli.paths import resolve_user_path
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training run whose checkpoint to export.")
+flags.DEFINE_string("checkpoint", "", "A specific checkpoint prefix instead of the latest.")
+flags.DEFINE_string("export_dir", "", "Where to write; default <model_dir>/export.")
+flags.mark_flag_as_required("model_dir")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}")
+    from mcnn_keras import export  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.classes import MOA_CLASSES  # pylint: disable=import-outside-toplevel
+    model_dir = resolve_user_path(FLAGS.model_dir)
+    model, config, checkpoint = export.restore_from_checkpoint(
+        model_dir, resolve_user_path(FLAGS.checkpoint) or None)
+    path = resolve_user_path(FLAGS.export_dir) or os.path.join(model_dir, "export")
+    class_names = config.get("class_names") or MOA_CLASSES
+    export.export_saved_model(model, path, list(class_names)[:config["num_classes"]])
+    print(f"exported {checkpoint} to {path}")
+
+
+def run():
+    common.run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,119 @@
+"""Evaluates a trained M-CNN on TFRecord shards.
+
+Works from a training run's checkpoint or from an exported SavedModel and
+reports image-level top-1 / top-5, the confusion matrix (CSV and PNG),
+per-class recall and, when the records carry compound and concentration
+metadata, the field's per-treatment accuracy (median of softmax over fields of
+view, then over replicates, then argmax).
+
+Usage:
+
+    predictor = checkpoint_predictor("runs/demo")          # or saved_model_predictor
+    report = evaluate(predictor, files, "runs/demo/eval", class_names)
+    print(report["top1"], report["per_treatment"]["accuracy"])
+"""
+
+import csv
+import io
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mcnn_keras import atomic, dataset, export, plots, records, treatments
+
+
+class Predictor:
+    """Maps uint8 image batches to class probabilities; knows its input size."""
+
+    def __init__(self, predict_fn, height, width, num_classes, source):
+        self.predict_fn, self.source = predict_fn, source
+        self.height, self.width, self.num_classes = height, width, num_classes
+
+    def __call__(self, images):
+        return np.asarray(self.predict_fn(images))
+
+
+def checkpoint_predictor(model_dir, checkpoint=None):
+    """A predictor from the latest (or given) checkpoint of a training run."""
+    model, config, path = export.restore_from_checkpoint(model_dir, checkpoint)
+    predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False), axis=-1))
+    return Predictor(predict, config["height"], config["width"], config["num_classes"],
+                     path)
+
+
+def saved_model_predictor(path):
+    """A predictor from an exported SavedModel's serving_default signature."""
+    serving = tf.saved_model.load(path).signatures["serving_default"]
+    _, height, width, _ = serving.structured_input_signature[1]["images"].shape
+    num_classes = serving.structured_outputs["probabilities"].shape[-1]
+    return Predictor(lambda x: serving(images=x)["probabilities"], height, width,
+                     num_classes, path)
+
+
+def predict_files(predictor, files, batch_size=32):
+    """Returns (probabilities [N, C], labels [N], metadata list) over `files`."""
+    ds = dataset.eval_dataset(files, predictor.height, predictor.width, batch_size,
+                              predictor.num_classes)
+    probabilities, labels = [], []
+    for images, batch_labels in ds:
+        probabilities.append(predictor(images))
+        labels.append(batch_labels.numpy())
+    metadata = [{key: features[key].numpy().decode("utf-8") for key in records.METADATA_KEYS}
+                for features in dataset.metadata_dataset(files)]
+    if not probabilities:
+        raise ValueError(f"no records in {files}")
+    return np.concatenate(probabilities), np.concatenate(labels), metadata
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """Counts [true, predicted]."""
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    return confusion
+
+
+def _csv_text(header, rows):
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def evaluate(predictor, files, output_dir, class_names, batch_size=32):
+    """Evaluates, writes the reports to `output_dir`, returns the report dict."""
+    class_names = list(class_names)[:predictor.num_classes]
+    probabilities, labels, metadata = predict_files(predictor, files, batch_size)
+    predictions = probabilities.argmax(axis=1)
+    top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    confusion = confusion_matrix(labels, predictions, predictor.num_classes)
+    report = {
+        "source": predictor.source,
+        "files": len(files),
+        "images": int(len(labels)),
+        "top1": float(np.mean(predictions == labels)),
+        "top5": float(np.mean((top5 == labels[:, None]).any(axis=1))),
+        "per_class_recall": dict(zip(class_names,
+                                     treatments.per_class_recall(confusion))),
+    }
+    if any(m["compound"] for m in metadata):
+        report["per_treatment"] = treatments.per_treatment_accuracy(
+            probabilities, labels, metadata)
+
+    os.makedirs(output_dir, exist_ok=True)
+    atomic.write_text_atomic(
+        os.path.join(output_dir, "confusion_matrix.csv"),
+        _csv_text(["true \\ predicted"] + class_names,
+                  [[name] + row.tolist() for name, row in zip(class_names, confusion)]))
+    plots.plot_confusion_matrix(
+        confusion, class_names, os.path.join(output_dir, "confusion_matrix.png"),
+        title=f"top-1 {report['top1']:.1%} on {report['images']} images")
+    atomic.write_text_atomic(
+        os.path.join(output_dir, "predictions.csv"),
+        _csv_text(["label", "predicted"] + list(records.METADATA_KEYS) + class_names,
+                  [[int(l), int(p)] + [m[k] for k in records.METADATA_KEYS]
+                   + [f"{v:.6f}" for v in probs]
+                   for l, p, m, probs in zip(labels, predictions, metadata, probabilities)]))
+    atomic.write_json_atomic(os.path.join(output_dir, "metrics.json"), report)
+    return report

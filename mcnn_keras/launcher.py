@@ -1,0 +1,216 @@
+"""Starts N local workers of a multi-worker job, the paper's "several workers per node".
+
+`launch_local` runs `command` N times on this host, each process with its own
+TF_CONFIG (all on 127.0.0.1, distinct free ports). With `pin_cores`, worker i
+is bound to its own cores (`os.sched_setaffinity` before exec) and told to use
+exactly that many intra-op threads (TF_NUM_INTRAOP_THREADS; inter-op 1 for one
+core, else 2). Output is forwarded line by line with a `[worker i] ` prefix.
+If a worker exits non-zero the others are stopped (SIGTERM, then SIGKILL
+after a grace period) and the launcher returns that worker's code; SIGTERM
+and SIGINT sent to the launcher are forwarded to all workers.
+
+Usage:
+
+    code = launch_local(["mcnn-train", "--strategy=multi_worker_mirrored"],
+                        num_workers=2, pin_cores=True)
+
+Workers that want the thread counts visible to TensorFlow's Python API (it
+reports 0 when only the environment variables are set, although the C++
+runtime honours them) call `configure_threads_from_env()` before any op.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_ports(count, host="127.0.0.1"):
+    """`count` distinct free TCP ports on `host` (bound at once, so distinct)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def local_tf_configs(num_workers, host="127.0.0.1", ports=None):
+    """One TF_CONFIG JSON text per worker; worker 0 is the chief."""
+    ports = ports or free_ports(num_workers, host)
+    cluster = {"worker": [f"{host}:{port}" for port in ports]}
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+            for i in range(num_workers)]
+
+
+def core_assignment(num_workers, threads_per_worker=0, available=None):
+    """Disjoint core lists, one per worker, from this process' allowed cores.
+
+    `threads_per_worker` 0 splits the cores evenly. Raises ValueError when the
+    workers do not fit.
+    """
+    cores = sorted(available if available is not None else os.sched_getaffinity(0))
+    per_worker = threads_per_worker or len(cores) // num_workers
+    if per_worker < 1 or per_worker * num_workers > len(cores):
+        raise ValueError(f"cannot pin {num_workers} workers x {threads_per_worker or 1} "
+                         f"cores on the {len(cores)} available cores {cores}")
+    return [cores[i * per_worker:(i + 1) * per_worker] for i in range(num_workers)]
+
+
+def thread_env(num_threads):
+    """Environment variables giving TensorFlow `num_threads` intra-op threads."""
+    return {"TF_NUM_INTRAOP_THREADS": str(num_threads),
+            "TF_NUM_INTEROP_THREADS": str(1 if num_threads == 1 else 2)}
+
+
+def configure_threads_from_env(environ=None):
+    """Sets TF's thread pools from TF_NUM_INTRAOP/INTEROP_THREADS, if given.
+
+    Call before the first TensorFlow op; returns (intra, inter) (0 = unset).
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    environ = os.environ if environ is None else environ
+    intra = int(environ.get("TF_NUM_INTRAOP_THREADS") or 0)
+    inter = int(environ.get("TF_NUM_INTEROP_THREADS") or 0)
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    return intra, inter
+
+
+def _child_setup(cores):
+    def setup():
+        # Die with the launcher, even if it is SIGKILLed.
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+        if cores:
+            os.sched_setaffinity(0, cores)
+    return setup
+
+
+def _forward(stream, prefix, out, lock):
+    for line in iter(stream.readline, ""):
+        with lock:
+            out.write(prefix + line if line.endswith("\n") else prefix + line + "\n")
+            out.flush()
+    stream.close()
+
+
+def _exit_code(returncode):
+    """A shell-style exit code: 128 + signal for a process killed by a signal."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class _Workers:
+    """The running worker processes and their output forwarding threads."""
+
+    def __init__(self, procs, threads):
+        self.procs, self.threads = procs, threads
+
+    def signal_all(self, sig):
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self, grace_period_s):
+        """SIGTERM to every running worker, SIGKILL to those still alive later."""
+        self.signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + grace_period_s
+        while time.monotonic() < deadline and any(p.poll() is None for p in self.procs):
+            time.sleep(0.05)
+        self.signal_all(signal.SIGKILL)
+        for proc in self.procs:
+            proc.wait()
+
+
+def launch_local(command, num_workers, pin_cores=False, threads_per_worker=0,
+                 grace_period_s=10.0, extra_env=None, stdout=None, stderr=None,
+                 log=None):
+    """Runs `command` as `num_workers` local workers; returns the job's exit code.
+
+    0 when every worker exits 0; otherwise the exit code of the first worker
+    that failed (128 + signal number if it was killed), after stopping the
+    others. `stdout`/`stderr`/`log` default to this process' streams.
+    """
+    if num_workers < 1:
+        raise ValueError(f"--num_workers must be >= 1, got {num_workers}")
+    if not command:
+        raise ValueError("no worker command given (put it after --)")
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    log = log or stderr
+    cores = (core_assignment(num_workers, threads_per_worker) if pin_cores
+             else [None] * num_workers)
+    configs = local_tf_configs(num_workers)
+    lock = threading.Lock()
+    procs, threads = [], []
+    workers = _Workers(procs, threads)
+    received = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        workers.signal_all(signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = ({sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+                if in_main else {})
+    try:
+        for i in range(num_workers):
+            env = dict(os.environ, TF_CONFIG=configs[i], PYTHONUNBUFFERED="1",
+                       **(extra_env or {}))
+            threads_i = len(cores[i]) if cores[i] else threads_per_worker
+            if threads_i:
+                env.update(thread_env(threads_i))
+            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, bufsize=1,
+                                    start_new_session=True, preexec_fn=_child_setup(cores[i]))
+            procs.append(proc)
+            for stream, out in ((proc.stdout, stdout), (proc.stderr, stderr)):
+                thread = threading.Thread(target=_forward, daemon=True,
+                                          args=(stream, f"[worker {i}] ", out, lock))
+                thread.start()
+                threads.append(thread)
+            with lock:
+                log.write(f"[launcher] worker {i}: pid {proc.pid}, "
+                          f"cores {cores[i] or 'any'}, threads {threads_i or 'default'}\n")
+        code = 0
+        while any(p.poll() is None for p in procs):
+            failed = [p for p in procs if p.poll() not in (None, 0)]
+            if failed or received:
+                break
+            time.sleep(0.1)
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        if failed or received:
+            if failed:
+                index = procs.index(failed[0])
+                code = _exit_code(failed[0].returncode)
+                with lock:
+                    log.write(f"[launcher] worker {index} exited with code {code}; "
+                              f"stopping the others\n")
+            workers.stop(grace_period_s)
+            if received and not failed:
+                code = 128 + received[0]
+        for thread in threads:
+            thread.join(timeout=5)
+        return code or max(_exit_code(p.returncode) for p in procs)
+    finally:
+        if any(p.poll() is None for p in procs):
+            workers.stop(grace_period_s)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

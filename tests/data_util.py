@@ -1,0 +1,56 @@
+"""Small TFRecord data sets for tests.
+
+`write_indexed_dataset` stores image i as a constant image of value i (mod 256)
+with label i % num_classes, so a test can see which record went where.
+"""
+
+import numpy as np
+
+from mcnn_keras import records
+
+
+def write_indexed_dataset(directory, prefix, count, num_shards, height=128, width=128,
+                          num_classes=13):
+    with records.ShardedRecordWriter(str(directory), prefix, num_shards) as writer:
+        for i in range(count):
+            image = np.full((height, width, 3), i % 256, np.uint8)
+            writer.write(records.encode_example(image, i % num_classes,
+                                                {"class_name": str(i % num_classes)}))
+    return sorted(str(p) for p in directory.glob(f"{prefix}-*.tfrecord"))
+
+
+def write_bars_dataset(directory, prefix, count, num_shards, height=128, width=128,
+                       num_classes=13, seed=0):
+    """An easy learnable set: class c is a bright horizontal band at row c."""
+    rng = np.random.default_rng(seed)
+    band = max(1, height // num_classes)
+    with records.ShardedRecordWriter(str(directory), prefix, num_shards) as writer:
+        for i in range(count):
+            label = i % num_classes
+            image = (rng.random((height, width, 3)) * 40).astype(np.uint8)
+            image[label * band:(label + 1) * band, :, label % 3] = 220
+            writer.write(records.encode_example(image, label, {
+                "class_name": str(label), "compound": f"compound{label}",
+                "concentration": "1.0", "plate": "Week1_22123", "well": "B02",
+                "site": str(i % 4 + 1), "replicate": str(i % 3 + 1)}))
+    return sorted(str(p) for p in directory.glob(f"{prefix}-*.tfrecord"))
+
+
+def small_run_config(data_dir, model_dir, **overrides):
+    """A TrainConfig for a few fast epochs on `write_bars_dataset` data."""
+    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
+    args = dict(train_files=f"{data_dir}/train-*.tfrecord",
+                val_files=f"{data_dir}/val-*.tfrecord", model_dir=str(model_dir),
+                height=128, width=128, batch_size=8, epochs=2, base_lr=0.02,
+                warmup_epochs=0.5, verbose=0, seed=3)
+    args.update(overrides)
+    return training.TrainConfig(**args)
+
+
+def checkpoint_weights(model_dir):
+    """{name: value} of every variable (weights, momenta, step) in the latest checkpoint."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    path = tf.train.latest_checkpoint(f"{model_dir}/checkpoints")
+    reader = tf.train.load_checkpoint(path)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.split("/")[0] not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter")}

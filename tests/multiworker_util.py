@@ -1,0 +1,144 @@
+"""Helpers for tests that run real worker processes on 127.0.0.1.
+
+    ports = free_ports(2)
+    configs = tf_configs(ports)               # one TF_CONFIG JSON per worker
+    results = run_workers([sys.executable, "-c", CODE], configs, timeout_s=120)
+    assert all(r.returncode == 0 for r in results), format_results(results)
+
+`run_workers` starts all workers at once (each with its own TF_CONFIG, quiet
+TensorFlow logs, the repo on PYTHONPATH), waits for them with a deadline,
+kills whatever is still running at the deadline (marking it `timed_out`) and
+returns every worker's exit code and output.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+REPO_ROOT = pathlib.Path(os.path.abspath(__file__)).parent.parent
+
+
+def free_ports(count):
+    """`count` distinct free TCP ports on 127.0.0.1 (the OS picks them)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def tf_configs(ports, chief=False):
+    """TF_CONFIG JSON texts for workers on `ports` (task i on ports[i]).
+
+    With `chief=True` the first port is a 'chief' task and the rest workers.
+    """
+    addresses = [f"127.0.0.1:{port}" for port in ports]
+    if chief:
+        cluster = {"chief": addresses[:1], "worker": addresses[1:]}
+        tasks = [("chief", 0)] + [("worker", i) for i in range(len(ports) - 1)]
+    else:
+        cluster = {"worker": addresses}
+        tasks = [("worker", i) for i in range(len(ports))]
+    return [json.dumps({"cluster": cluster, "task": {"type": t, "index": i}})
+            for t, i in tasks]
+
+
+def worker_env(tf_config=None, extra=None):
+    """The environment of a worker process: quiet TF, repo importable."""
+    env = dict(os.environ)
+    env.pop("TF_CONFIG", None)
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow",
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                            env.get("PYTHONPATH")]))})
+    if tf_config is not None:
+        env["TF_CONFIG"] = tf_config
+    env.update(extra or {})
+    return env
+
+
+@dataclasses.dataclass
+class WorkerResult:
+    index: int
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+
+def start_worker(command, tf_config=None, extra_env=None, cwd=None):
+    """Starts one worker process (own process group, output to pipes)."""
+    return subprocess.Popen(command, env=worker_env(tf_config, extra_env), cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _kill_group(proc, sig=signal.SIGKILL):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_workers(procs, timeout_s, started=None):
+    """Waits for started workers; kills any still running after `timeout_s`."""
+    started = started or time.monotonic()
+    deadline = started + timeout_s
+    results = []
+    for index, proc in enumerate(procs):
+        timed_out = False
+        try:
+            out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            out, err = proc.communicate()
+        results.append(WorkerResult(index, proc.returncode, out, err,
+                                    time.monotonic() - started, timed_out))
+    return results
+
+
+def run_workers(command, tf_config_list, timeout_s=180, extra_env=None, cwd=None):
+    """Runs one `command` per TF_CONFIG concurrently; returns `WorkerResult`s.
+
+    `command` is a list, or a function of the worker index returning a list;
+    `extra_env` a dict, or a function of the worker index returning a dict.
+    """
+    started = time.monotonic()
+    procs = []
+    try:
+        for i, tf_config in enumerate(tf_config_list):
+            cmd = command(i) if callable(command) else command
+            env = extra_env(i) if callable(extra_env) else extra_env
+            procs.append(start_worker(cmd, tf_config, env, cwd))
+        return wait_workers(procs, timeout_s, started)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                _kill_group(proc)
+                proc.wait()
+
+
+def format_results(results, tail=3000):
+    """The exit codes and output tails of all workers, for assertion messages."""
+    return "\n".join(
+        f"--- worker {r.index}: exit {r.returncode}{' (TIMED OUT)' if r.timed_out else ''}"
+        f" after {r.seconds:.1f}s\nstdout: ...{r.stdout[-tail:]}\nstderr: ...{r.stderr[-tail:]}"
+        for r in results)
+
+
+def python_command(code):
+    """A command running `code` in a fresh interpreter of this venv."""
+    return [sys.executable, "-c", code]

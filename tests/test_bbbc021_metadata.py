@@ -1,0 +1,58 @@
+"""BBBC021 CSV reading, the MoA join and its error messages."""
+
+import pytest
+
+from mcnn_keras.bbbc021 import fixture, metadata
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bbbc021")
+    summary = fixture.write_fixture(str(root), 16, 16, plates=2, sites=2,
+                                    compounds_per_class=1, progress=False)
+    return root, summary
+
+
+def test_join_keeps_labelled_rows(tree):
+    root, summary = tree
+    fields, unlabelled = metadata.read_fields(str(root))
+    assert metadata.class_counts(fields, summary["labelled_fields"]) == summary["labelled_fields"]
+    assert unlabelled == 4
+    assert {f.site for f in fields} == {"1", "2"}
+    assert all(p.endswith(".tif") for f in fields for p in f.paths)
+    assert fields[0].metadata()["plate"].startswith("Week1_")
+    no_dmso, _ = metadata.read_fields(str(root), drop_dmso=True)
+    assert len(no_dmso) == len(fields) - summary["labelled_fields"]["DMSO"]
+
+
+def test_concentrations_join_by_value(tmp_path):
+    path = tmp_path / "moa.csv"
+    path.write_text("compound,concentration,moa\ntaxol,3,Microtubule stabilizers\n")
+    assert metadata.read_moa(str(path)) == {("taxol", 3.0): "Microtubule stabilizers"}
+
+
+def _rewrite(path, old, new):
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+@pytest.mark.parametrize("csv_name, old, new, message", [
+    (metadata.IMAGE_CSV, "Replicate,", "Replica,", "missing column(s) Replicate"),
+    (metadata.MOA_CSV, "Actin disruptors", "Actin disruptor", "unknown mechanism-of-action"),
+    (metadata.MOA_CSV, ",0.1,", ",lots,", "is not a number"),
+    (metadata.IMAGE_CSV, "_s1_w1", "_x1_w1", "cannot parse the site"),
+])
+def test_bad_csv_fails_with_one_line_naming_file_and_row(tmp_path, tree, csv_name, old,
+                                                         new, message):
+    import shutil
+    root = tmp_path / "copy"
+    shutil.copytree(tree[0], root)
+    _rewrite(root / csv_name, old, new)
+    with pytest.raises(metadata.BBBC021Error) as error:
+        metadata.read_fields(str(root))
+    text = str(error.value)
+    assert str(root / csv_name) in text and message in text and "\n" not in text
+
+
+def test_missing_csv(tmp_path):
+    with pytest.raises(metadata.BBBC021Error, match="file not found"):
+        metadata.read_fields(str(tmp_path))

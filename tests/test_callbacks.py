@@ -1,0 +1,102 @@
+"""The training callbacks, each driven by a real `model.fit`."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from mcnn_keras import callbacks
+from mcnn_keras.callbacks.metrics_logger import read_metrics
+from mcnn_keras.schedule import LinearScalingSchedule
+
+
+class RecordLearningRate(keras.callbacks.Callback):
+    """Records (step, lr) as the optimizer will use them for each update."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        self.seen.append((int(optimizer.iterations.numpy()),
+                          float(optimizer.learning_rate.numpy())))
+
+
+def tiny_model():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(13)])
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1")])
+    return model
+
+
+DATA = (np.random.default_rng(0).normal(size=(32, 4)).astype("float32"),
+        np.arange(32) % 13)
+SCHEDULE = LinearScalingSchedule(base_lr=0.01, global_batch=16, reference_batch=4,
+                                 total_steps=12, warmup_steps=4, warmup_start_lr=0.001,
+                                 end_lr=1e-4)
+
+
+def test_learning_rate_follows_the_schedule_every_step_and_after_resume():
+    model, record = tiny_model(), RecordLearningRate()
+    history = model.fit(*DATA, batch_size=8, epochs=3, verbose=0, shuffle=False,
+                        callbacks=[callbacks.StepLearningRateScheduler(SCHEDULE), record])
+    assert [s for s, _ in record.seen] == list(range(12))
+    for step, lr in record.seen:
+        assert lr == pytest.approx(SCHEDULE(step), rel=1e-6)
+    assert history.history["lr"][-1] == pytest.approx(SCHEDULE(11), rel=1e-6)
+
+    # A resumed run: the optimizer's step counter comes back from a checkpoint.
+    resumed, record = tiny_model(), RecordLearningRate()
+    resumed.optimizer.build(resumed.trainable_variables)
+    resumed.optimizer.iterations.assign(7)
+    resumed.fit(*DATA, batch_size=8, epochs=1, steps_per_epoch=3, verbose=0,
+                callbacks=[callbacks.StepLearningRateScheduler(SCHEDULE), record])
+    assert [s for s, _ in record.seen] == [7, 8, 9]
+    for step, lr in record.seen:
+        assert lr == pytest.approx(SCHEDULE(step), rel=1e-6)
+
+
+def test_throughput_reports_images_per_second_to_the_logs():
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            Clock.now += 0.5  # every call advances half a second
+            return Clock.now
+    throughput = callbacks.Throughput(global_batch_size=8, clock=Clock())
+    history = tiny_model().fit(*DATA, batch_size=8, epochs=2, verbose=0,
+                               callbacks=[throughput])
+    rates = history.history["images_per_s"]
+    assert len(rates) == 2 and all(r == pytest.approx(16.0) for r in rates)
+    assert history.history["wall_s"][1] > history.history["wall_s"][0]
+
+
+def test_metrics_logger_writes_one_json_line_per_epoch_and_replaces_redone_epochs(scratch_dir):
+    path = scratch_dir / "metrics.jsonl"
+    model = tiny_model()
+    model.fit(*DATA, batch_size=8, epochs=2, verbose=0,
+              callbacks=[callbacks.MetricsLogger(str(path), extra={"global_batch": 8})])
+    lines = read_metrics(path)
+    assert [l["epoch"] for l in lines] == [1, 2]
+    assert {"loss", "top1", "global_batch"} <= set(lines[0])
+    # A resume that redoes epoch 2 and adds 3 keeps one line per epoch.
+    model.fit(*DATA, batch_size=8, initial_epoch=1, epochs=3, verbose=0,
+              callbacks=[callbacks.MetricsLogger(str(path))])
+    assert [l["epoch"] for l in read_metrics(path)] == [1, 2, 3]
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+    assert [p.name for p in scratch_dir.iterdir()] == ["metrics.jsonl"]
+
+
+def test_stop_at_target_accuracy():
+    x = np.eye(13, 4, dtype="float32").repeat(4, axis=0) * 10
+    y = np.arange(13).repeat(4) % 4
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(13)])
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1")])
+    stop = callbacks.StopAtTargetAccuracy(0.3, monitor="val_top1")
+    history = model.fit(x, y, validation_data=(x, y), epochs=50, verbose=0, callbacks=[stop])
+    assert stop.reached_epoch is not None and len(history.history["loss"]) == stop.reached_epoch + 1
+    assert history.history["val_top1"][-1] >= 0.3
+    assert stop.time_to_target_s > 0

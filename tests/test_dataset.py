@@ -1,0 +1,119 @@
+"""The tf.data pipeline: file lists, sharding, determinism, resume, bad input."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mcnn_keras import dataset, records
+from data_util import write_indexed_dataset
+
+
+def ids(batches):
+    return [b[0][:, 0, 0, 0].numpy().tolist() for b in batches]
+
+
+@pytest.fixture
+def files(scratch_dir):
+    return write_indexed_dataset(scratch_dir, "train", 48, num_shards=4)
+
+
+def test_list_files_from_comma_separated_globs(files, scratch_dir):
+    pattern = f"{scratch_dir}/train-0000[01]*,{scratch_dir}/train-0000[23]*"
+    assert dataset.list_files(pattern) == files
+    with pytest.raises(ValueError, match="no files match '.*nothing"):
+        dataset.list_files(f"{scratch_dir}/nothing-*.tfrecord")
+
+
+def test_a_file_that_is_not_a_tfrecord_is_named(scratch_dir):
+    bad = scratch_dir / "notes.tfrecord"
+    bad.write_text("these are notes, not records")
+    with pytest.raises(ValueError, match="notes.tfrecord: not a TFRecord"):
+        dataset.list_files(str(bad))
+    (scratch_dir / "empty.tfrecord").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.tfrecord: empty"):
+        dataset.list_files(str(scratch_dir / "empty.tfrecord"))
+
+
+def test_records_of_the_wrong_size_or_label_name_file_and_record(scratch_dir):
+    path = str(scratch_dir / "mixed.tfrecord")
+    ok = records.encode_example(np.zeros((128, 128, 3), np.uint8), 1)
+    records.write_shard(path, [ok, records.encode_example(np.zeros((64, 128, 3), np.uint8), 1)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="mixed.tfrecord: record 1.*"
+                       "differs from the expected 128 x 128"):
+        list(dataset.eval_dataset([path], 128, 128, 4))
+    records.write_shard(path, [ok, ok, records.encode_example(np.zeros((128, 128, 3), np.uint8), 13)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"record 2.*label outside \[0, 13\)"):
+        list(dataset.eval_dataset([path], 128, 128, 4))
+    # A record whose bytes disagree with its own height/width.
+    example = tf.train.Example.FromString(ok)
+    example.features.feature["image"].bytes_list.value[0] = b"\0" * 100
+    records.write_shard(path, [example.SerializeToString()])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="record 0.*byte count"):
+        list(dataset.eval_dataset([path], 128, 128, 4))
+
+
+def test_file_sharding_is_disjoint_and_complete(files):
+    shards = [dataset.files_for_worker(files, w, 3) for w in range(3)]
+    assert sorted(sum(shards, [])) == files
+    assert all(set(a).isdisjoint(b) for i, a in enumerate(shards) for b in shards[i + 1:])
+    with pytest.raises(ValueError, match="4 TFRecord files for 5 workers"):
+        dataset.files_for_worker(files, 0, 5)
+
+
+def config(**overrides):
+    args = dict(height=128, width=128, batch_size=4, steps_per_epoch=5, seed=7, num_epochs=3)
+    args.update(overrides)
+    return dataset.TrainInput(**args)
+
+
+def test_stream_is_deterministic_reshuffled_per_epoch_and_resumable(files):
+    full = ids(dataset.train_dataset(files, config()).take(15))
+    assert full == ids(dataset.train_dataset(files, config()).take(15))
+    assert ids(dataset.train_dataset(files, config(seed=8)).take(5)) != full[:5]
+    epoch1, epoch2 = sum(full[:5], []), sum(full[5:10], [])
+    assert epoch1 != epoch2 and len(set(epoch1)) == 20  # no repeats inside an epoch
+    for start in (3, 5, 12):  # mid-epoch, at a boundary, in a later epoch
+        resumed = ids(dataset.train_dataset(files, config(start_step=start)).take(15 - start))
+        assert resumed == full[start:]
+    # Past the planned epochs the stream goes on (Keras never runs dry).
+    assert len(ids(dataset.train_dataset(files, config()).take(25))) == 25
+
+
+def test_unshuffled_stream_interleaves_files_in_order(files):
+    first = ids(dataset.train_dataset(files, config(shuffle=False, cycle_length=4)).take(1))
+    # Record i sits in shard i % 4 at position i // 4; block_length 1 alternates.
+    assert first == [[0, 1, 2, 3]]
+
+
+def test_dihedral_variants():
+    image = tf.reshape(tf.range(2 * 2 * 1), (2, 2, 1))
+    outs = {tuple(dataset.apply_dihedral(image, v).numpy().ravel()) for v in range(6)}
+    assert len(outs) == 6
+    assert dataset.dihedral_variants(128, 128) == 6
+    assert dataset.dihedral_variants(128, 256) == 3
+    rect = tf.zeros((128, 256, 3), tf.uint8)
+    for v in range(dataset.dihedral_variants(128, 256)):
+        assert dataset.apply_dihedral(rect, v).shape == (128, 256, 3)
+
+
+def test_augmentation_changes_images_deterministically(scratch_dir):
+    rng = np.random.default_rng(0)
+    with records.ShardedRecordWriter(str(scratch_dir), "aug", 2) as writer:
+        for i in range(16):
+            writer.write(records.encode_example(
+                rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), i % 13))
+    files = dataset.list_files(f"{scratch_dir}/aug-*")
+    plain = [x.numpy() for x, _ in dataset.train_dataset(files, config(steps_per_epoch=4)).take(4)]
+    aug = [x.numpy() for x, _ in dataset.train_dataset(
+        files, config(steps_per_epoch=4, augment=True)).take(4)]
+    again = [x.numpy() for x, _ in dataset.train_dataset(
+        files, config(steps_per_epoch=4, augment=True)).take(4)]
+    assert any(not np.array_equal(a, p) for a, p in zip(aug, plain))
+    assert all(np.array_equal(a, b) for a, b in zip(aug, again))
+
+
+def test_eval_dataset_reads_everything_once(files):
+    seen = sorted(sum(ids(dataset.eval_dataset(files, 128, 128, 5)), []))
+    assert seen == list(range(48))
+    assert dataset.count_records(files) == {f: 12 for f in files}
+    assert dataset.image_size(files[0]) == (128, 128)
