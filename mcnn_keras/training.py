@@ -168,6 +168,8 @@ def train(cfg):
         start_step = checkpointer.restore_latest()
     if start_step:
         print(f"resumed from step {start_step}", flush=True)
+    total_steps = cfg.epochs * steps_per_epoch
+    finished_before = start_step >= total_steps
     if task.is_chief:
         atomic.write_json_atomic(os.path.join(cfg.model_dir, "flags.json"),
                                  {**dataclasses.asdict(cfg), "global_batch": global_batch,
@@ -175,7 +177,6 @@ def train(cfg):
                                   "num_workers": task.num_workers})
 
     # 3. Schedule and callbacks.
-    total_steps = cfg.epochs * steps_per_epoch
     schedule = LinearScalingSchedule(
         base_lr=cfg.base_lr, global_batch=global_batch,
         reference_batch=cfg.reference_batch_size or cfg.batch_size,
@@ -246,14 +247,18 @@ def train(cfg):
                "target_reached_epoch": (None if stop_at_target.reached_epoch is None
                                         else stop_at_target.reached_epoch + 1),
                "time_to_target_s": stop_at_target.time_to_target_s}
-    if task.is_chief and not checkpointing.preempted:
+    export_dir = os.path.join(cfg.model_dir, "export")
+    if finished_before:
+        print(f"already trained for {start_step} steps: nothing to do", flush=True)
+    if task.is_chief and not checkpointing.preempted and not (
+            finished_before and os.path.exists(export_dir)):
         metrics_path = os.path.join(cfg.model_dir, "metrics.jsonl")
         if os.path.exists(metrics_path):
             history = callbacks.metrics_logger.read_metrics(metrics_path)
             summary["final"] = history[-1] if history else None
             plots.plot_training_curves(history, os.path.join(cfg.model_dir,
                                                              "training_curves.png"))
-        export.export_saved_model(model, os.path.join(cfg.model_dir, "export"),
+        export.export_saved_model(model, export_dir,
                                   cfg.class_names[:cfg.num_classes])
         atomic.write_json_atomic(os.path.join(cfg.model_dir, "summary.json"), summary)
     distribute.cleanup_writer_dir(write_dir, cfg.model_dir)

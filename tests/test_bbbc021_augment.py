@@ -21,10 +21,12 @@ def test_crop_size_of_the_real_field_is_724():
 def test_right_angles_are_exact_and_match_numpy():
     image = np.random.default_rng(1).random((64, 80, 3)).astype(np.float32)
     side = augment.crop_size(64, 80)
+    assert side == 44  # floor(64 / sqrt 2) = 45, less one to sit on whole pixels
+    top, left = (64 - side) // 2, (80 - side) // 2
     np.testing.assert_array_equal(augment.rotate_crop(image, 0),
-                                  image[(64 - side) // 2:][:side, (80 - side) // 2:][:, :side])
+                                  image[top:top + side, left:left + side])
     rotated = np.rot90(image)  # 80 x 64, counterclockwise
-    expected = rotated[(80 - side) // 2:][:side, (64 - side) // 2:][:, :side]
+    expected = rotated[left:left + side, top:top + side]
     np.testing.assert_allclose(augment.rotate_crop(image, 90), expected, atol=1e-6)
 
 

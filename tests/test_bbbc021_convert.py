@@ -18,7 +18,7 @@ import pytest
 import tifffile
 
 from mcnn_keras import classes
-from mcnn_keras.bbbc021 import convert, fixture
+from mcnn_keras.bbbc021 import augment, convert, fixture
 
 HEIGHT, WIDTH = 64, 80
 
@@ -237,7 +237,7 @@ def test_dataset_b_with_two_workers_has_no_zero_corners(bbbc021, tmp_path):
     """Real worker processes; dataset B crops have no zero-filled corner."""
     manifest = convert.convert(options(bbbc021, tmp_path, split="plate", dataset="B",
                                        workers=2, rotation_step=45), progress=False)
-    side = int(min(HEIGHT, WIDTH) / 2 ** 0.5)
+    side = augment.crop_size(HEIGHT, WIDTH)
     assert manifest["image_size"] == [side, side]
     assert manifest["records_per_field"] == {"train": 16, "val": 1}
     corners = []

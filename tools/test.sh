@@ -64,6 +64,9 @@ for root, _, files in os.walk(testlogs):
     except ET.ParseError:
         failed += 1  # a test that died while writing its report
         continue
+    cases = list(cases)
+    if not cases:
+        failed += 1  # a test target that ran no test at all
     for case in cases:
         if case.find("failure") is not None or case.find("error") is not None:
             failed += 1

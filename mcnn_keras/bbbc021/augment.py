@@ -7,7 +7,7 @@ non-square field (the real 1024 x 1280) would change its shape, so there the
 variants are the 4 shape-preserving ones: identity, horizontal mirror,
 vertical mirror, 180 degree rotation.
 
-Dataset B: square center crops of side floor(min(H, W) / sqrt(2)) (724 for
+Dataset B: square center crops of side about min(H, W) / sqrt(2) (724 for
 1024 x 1280, the largest square inside the field at any rotation) of the field
 rotated by every multiple of `step` degrees, with and without a horizontal
 mirror: 2 x 360 / step distinct images (48 at 15 degrees), which contain the
@@ -35,8 +35,11 @@ def dihedral_variants(image):
 
 
 def crop_size(height, width):
-    """Side of the largest square that stays inside the field at any rotation."""
-    return int(math.floor(min(height, width) / math.sqrt(2) + 1e-9))
+    """Side of the largest square that stays inside the field at any rotation,
+    less one if needed so the unrotated crop sits on whole pixels (same parity
+    as the height)."""
+    size = int(math.floor(min(height, width) / math.sqrt(2) + 1e-9))
+    return size - (height - size) % 2
 
 
 def rotate_crop(image, degrees, size=None):

@@ -127,7 +127,8 @@ def upsample_matrix(size, block):
 
 def separable(rows, image, columns):
     """rows @ image[..., c] @ columns.T for every channel c of an h x w x C array."""
-    return np.einsum("xj,yjc->yxc", columns, np.einsum("yi,ijc->yjc", rows, image))
+    return np.stack([rows @ image[..., c] @ columns.T for c in range(image.shape[-1])],
+                    axis=-1)
 
 
 @dataclasses.dataclass

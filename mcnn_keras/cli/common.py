@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 # The repository root: testdata/ lives there (also in Bazel runfiles).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,7 +25,11 @@ def error_line(exc):
     """A one-line description of an error, without TensorFlow's graph noise."""
     message = getattr(exc, "message", None) or str(exc)
     message = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", message)
-    message = message.replace("assertion failed: ", "")
+    # tf.debugging.Assert says "assertion failed: [source] [message]", possibly
+    # deep inside a "Graph execution error" report.
+    assertion = re.search(r"assertion failed: \[(.*?)\] \[(.*?)\]", message)
+    if assertion:
+        return f"{assertion.group(1)}: {assertion.group(2)}"
     first = next((line.strip() for line in message.splitlines() if line.strip()), "")
     return first or type(exc).__name__
 
@@ -37,9 +41,10 @@ def run_main(main):
     progress bar); `--verbosity=0` brings them back.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    flags.FLAGS.set_default("verbosity", -1)
 
     def guarded(argv):
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
         except (ValueError, FileNotFoundError, tf.errors.OpError) as e:

@@ -1,7 +1,7 @@
-"""Paths given on the command line, resolved as the user meant them.
+"""Paths given on the command line, resolved the way the user meant them.
 
-Under `bazel run` the working directory is the runfiles tree; the user's own
-directory is in BUILD_WORKING_DIRECTORY, so relative paths resolve there.
+Under `bazel run` a binary runs inside the runfiles tree, not where the user
+typed the command; Bazel exports that directory as BUILD_WORKING_DIRECTORY.
 
 Usage:
 
@@ -12,8 +12,8 @@ import os
 
 
 def resolve_user_path(path):
-    """Joins a relative `path` with the user's directory under `bazel run`."""
+    """Returns `path` joined to $BUILD_WORKING_DIRECTORY if relative and set."""
     base = os.environ.get("BUILD_WORKING_DIRECTORY")
-    if path and base and not os.path.isabs(path) and "://" not in path:
+    if path and base and not os.path.isabs(path):
         return os.path.join(base, path)
     return path

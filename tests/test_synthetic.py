@@ -1,0 +1,205 @@
+"""Tests of the synthetic data generator: determinism, records, and difficulty.
+
+The two slow tests pin down what the synthetic set is for: global per-channel
+statistics (mean, std) do not give the class away, while the M-CNN learns the
+morphology to >= 95 % validation top-1 within a few minutes on 2 CPU cores.
+"""
+
+import glob
+import os
+import time
+
+import numpy as np
+import pytest
+
+from mcnn_keras import classes
+from mcnn_keras import records
+from mcnn_keras import synthetic
+
+SIZE = 128
+# M-CNN training run of the learnability test (measured in the report).
+TRAIN_PER_CLASS, VAL_PER_CLASS = 80, 20
+BATCH, STEPS, LEARNING_RATE = 8, 600, 0.02
+
+
+def _read_split(output_dir, split):
+    out = []
+    for path in sorted(glob.glob(os.path.join(output_dir, f"{split}-*.tfrecord"))):
+        out.extend(records.read_examples(path))
+    return out
+
+
+def _file_bytes(output_dir):
+    return {name: open(os.path.join(output_dir, name), "rb").read()
+            for name in sorted(os.listdir(output_dir))}
+
+
+@pytest.mark.parametrize("class_index", range(classes.NUM_CLASSES))
+def test_render_field_shape_dtype_range(class_index):
+    field = synthetic.render_field(class_index, 128, 256, np.random.default_rng(class_index))
+    assert field.shape == (128, 256, 3) and field.dtype == np.float32
+    assert 0.0 <= field.min() and field.max() <= 1.0
+    # Dark background, bright cells: the median pixel sits well below the top.
+    assert np.all(np.median(field, axis=(0, 1)) < np.percentile(field, 99, axis=(0, 1)))
+
+
+def test_render_field_is_a_function_of_the_generator_state():
+    a = synthetic.render_field(3, 128, 128, np.random.default_rng(5))
+    b = synthetic.render_field(3, 128, 128, np.random.default_rng(5))
+    c = synthetic.render_field(3, 128, 128, np.random.default_rng(6))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_render_field_is_fast():
+    rng = np.random.default_rng(0)
+    synthetic.render_field(0, 128, 128, rng)
+    start = time.perf_counter()
+    for label in range(classes.NUM_CLASSES):
+        synthetic.render_field(label, 128, 128, rng)
+    assert (time.perf_counter() - start) / classes.NUM_CLASSES < 0.05
+    start = time.perf_counter()
+    synthetic.render_field(12, 1024, 1280, rng)
+    assert time.perf_counter() - start < 2.0  # ~0.35 s when the machine is idle
+
+
+@pytest.mark.parametrize("compression", ["", "GZIP"])
+def test_dataset_is_deterministic_and_seed_dependent(tmp_path, compression):
+    kwargs = dict(height=SIZE, width=SIZE, num_train=26, num_val=13, num_shards=2,
+                  compression=compression, progress=False)
+    synthetic.write_synthetic_dataset(str(tmp_path / "a"), seed=1, **kwargs)
+    synthetic.write_synthetic_dataset(str(tmp_path / "b"), seed=1, **kwargs)
+    synthetic.write_synthetic_dataset(str(tmp_path / "c"), seed=2, **kwargs)
+    a, b, c = (_file_bytes(str(tmp_path / d)) for d in "abc")
+    assert a == b
+    assert a.keys() == c.keys()
+    assert all(a[name] != c[name] for name in a)
+    if compression:
+        assert all(data[:2] == records.GZIP_MAGIC for data in a.values())
+
+
+def test_shards_records_labels_and_metadata(tmp_path):
+    output_dir = str(tmp_path)
+    summary = synthetic.write_synthetic_dataset(
+        output_dir, 128, 256, num_train=39, num_val=26, num_shards=3, seed=0,
+        progress=False)
+    assert sorted(os.listdir(output_dir)) == [
+        "train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord",
+        "train-00002-of-00003.tfrecord", "val-00000-of-00001.tfrecord"]
+    assert summary["train"]["count"] == 39 and summary["val"]["count"] == 26
+    assert summary["train"]["class_counts"] == [3] * classes.NUM_CLASSES
+    assert [os.path.basename(p) for p in summary["val"]["files"]] == [
+        "val-00000-of-00001.tfrecord"]
+    for split, count in (("train", 39), ("val", 26)):
+        examples = _read_split(output_dir, split)
+        assert len(examples) == count
+        labels = [label for _, label, _ in examples]
+        assert np.bincount(labels, minlength=13).tolist() == [count // 13] * 13
+        for image, label, meta in examples:
+            assert image.shape == (128, 256, 3) and image.dtype == np.uint8
+            assert image.max() > 200  # uses the range, bright cells on dark
+            name = classes.MOA_CLASSES[label]
+            assert meta["class_name"] == name
+            assert meta["compound"] in classes.COMPOUNDS_BY_CLASS[name]
+            assert meta["plate"].startswith("Week") and meta["plate"].split("_")[1].isdigit()
+            assert meta["well"][0] in "BCDEFG" and meta["site"] in "1234"
+            float(meta["concentration"])
+    # Train and val come from independent streams.
+    train_pixels = {img.tobytes() for img, _, _ in _read_split(output_dir, "train")}
+    assert not train_pixels & {img.tobytes() for img, _, _ in _read_split(output_dir, "val")}
+
+
+def test_shard_of_more_shards_than_images_is_empty_but_valid(tmp_path):
+    synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, 2, 1, num_shards=3,
+                                      seed=0, progress=False)
+    counts = [len(list(records.read_examples(p)))
+              for p in sorted(glob.glob(str(tmp_path / "train-*")))]
+    assert counts == [1, 1, 0]
+
+
+def test_bad_arguments_fail_with_one_line(tmp_path):
+    with pytest.raises(ValueError, match="compression"):
+        synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, 1, 1, 1, 0,
+                                          compression="ZLIB")
+    with pytest.raises(ValueError, match="num_shards"):
+        synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="num_train"):
+        synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, -1, 1, 1, 0)
+
+
+def _channel_statistics(num_per_class, seed):
+    rng = np.random.default_rng(seed)
+    features, labels = [], []
+    for _ in range(num_per_class):
+        for label in range(classes.NUM_CLASSES):
+            image = synthetic.to_uint8(synthetic.render_field(label, SIZE, SIZE, rng))
+            image = image.astype(np.float32) / 255
+            features.append(np.concatenate([image.mean((0, 1)), image.std((0, 1))]))
+            labels.append(label)
+    return np.array(features), np.array(labels)
+
+
+def _softmax_regression(x, y, steps=3000, learning_rate=0.5):
+    """Multinomial logistic regression by full-batch gradient descent."""
+    weights = np.zeros((x.shape[1], classes.NUM_CLASSES))
+    bias = np.zeros(classes.NUM_CLASSES)
+    onehot = np.eye(classes.NUM_CLASSES)[y]
+    for _ in range(steps):
+        logits = x @ weights + bias
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        grad = (p - onehot) / len(y)
+        weights -= learning_rate * x.T @ grad
+        bias -= learning_rate * grad.sum(0)
+    return weights, bias
+
+
+@pytest.mark.slow
+def test_channel_mean_and_std_do_not_give_the_class_away():
+    x_train, y_train = _channel_statistics(60, seed=1)
+    x_test, y_test = _channel_statistics(20, seed=2)
+    mean, std = x_train.mean(0), x_train.std(0)
+    weights, bias = _softmax_regression((x_train - mean) / std, y_train)
+    accuracy = np.mean(((x_test - mean) / std @ weights + bias).argmax(1) == y_test)
+    print(f"logistic regression on per-channel mean/std: {accuracy:.3f}")
+    assert accuracy < 0.5
+
+
+def _dataset(output_dir, split, batch_size, shuffle_seed=None):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    files = sorted(glob.glob(os.path.join(output_dir, f"{split}-*.tfrecord")))
+    ds = tf.data.TFRecordDataset(files, records.compression_type(files[0]))
+
+    def parse(serialized):
+        features = records.parse_features(serialized)
+        return (records.decode_image(features, SIZE, SIZE),
+                records.decode_label(features, classes.NUM_CLASSES))
+
+    ds = ds.map(parse).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(4096, seed=shuffle_seed).repeat()
+    return ds.batch(batch_size).prefetch(2)
+
+
+@pytest.mark.slow
+def test_mcnn_learns_the_synthetic_classes(tmp_path):
+    import keras  # pylint: disable=import-outside-toplevel
+    import mcnn_keras  # pylint: disable=import-outside-toplevel
+    output_dir = str(tmp_path)
+    synthetic.write_synthetic_dataset(
+        output_dir, SIZE, SIZE, num_train=13 * TRAIN_PER_CLASS,
+        num_val=13 * VAL_PER_CLASS, num_shards=4, seed=7, progress=False)
+    keras.utils.set_random_seed(0)
+    model = mcnn_keras.build_model(SIZE, SIZE)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE, momentum=0.9,
+                                       nesterov=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(_dataset(output_dir, "train", BATCH, shuffle_seed=1),
+              steps_per_epoch=STEPS, epochs=1, verbose=0)
+    _, accuracy = model.evaluate(_dataset(output_dir, "val", 64), verbose=0)
+    print(f"M-CNN val top-1 {accuracy:.3f} after {STEPS} steps of {BATCH} "
+          f"in {time.perf_counter() - start:.0f} s")
+    assert accuracy >= 0.95
