@@ -160,6 +160,10 @@ def _configure_coordination_service(tf_config_text, timeout_s):
         coordinated_jobs=jobs,
         cluster_register_timeout_in_ms=timeout_ms,
         shutdown_barrier_timeout_in_ms=timeout_ms)
+    # Without the register barrier the leader registers at once and then
+    # waits for the missing peers forever; with it, registration fails after
+    # the timeout on every task.
+    context.context().coordination_service.cluster_register_with_barrier = True
 
 
 def make_strategy(name, collective_implementation="AUTO", collective_timeout_s=None):
@@ -199,7 +203,16 @@ def make_strategy(name, collective_implementation="AUTO", collective_timeout_s=N
         implementation=getattr(tf.distribute.experimental.CommunicationImplementation,
                                implementation),
         timeout_seconds=timeout)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+        if not tf_config:
+            raise
+        task = parse_tf_config(tf_config)
+        raise tf.errors.DeadlineExceededError(
+            None, None, f"not all {task.num_workers} workers came up within {timeout} s "
+            f"(this is {task.task_type} {task.task_index}; is every worker started with "
+            f"the same cluster in TF_CONFIG?): {str(e).splitlines()[0]}") from None
     from mcnn_keras import keras_multiworker_fix  # pylint: disable=import-outside-toplevel
     keras_multiworker_fix.apply(strategy)
     return strategy

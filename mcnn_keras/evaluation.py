@@ -81,8 +81,13 @@ def _csv_text(header, rows):
     return out.getvalue()
 
 
-def evaluate(predictor, files, output_dir, class_names, batch_size=32):
-    """Evaluates, writes the reports to `output_dir`, returns the report dict."""
+def evaluate(predictor, files, output_dir, class_names, batch_size=32,
+             treatment_exclude=()):
+    """Evaluates, writes the reports to `output_dir`, returns the report dict.
+
+    `treatment_exclude`: class names left out of the per-treatment accuracy,
+    e.g. ("DMSO",) for the published 12-class protocol.
+    """
     class_names = list(class_names)[:predictor.num_classes]
     probabilities, labels, metadata = predict_files(predictor, files, batch_size)
     predictions = probabilities.argmax(axis=1)
@@ -99,7 +104,7 @@ def evaluate(predictor, files, output_dir, class_names, batch_size=32):
     }
     if any(m["compound"] for m in metadata):
         report["per_treatment"] = treatments.per_treatment_accuracy(
-            probabilities, labels, metadata)
+            probabilities, labels, metadata, class_names, exclude=tuple(treatment_exclude))
 
     os.makedirs(output_dir, exist_ok=True)
     atomic.write_text_atomic(

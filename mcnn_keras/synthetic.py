@@ -250,15 +250,16 @@ def render_field(class_index, height, width, rng):
     tilt = rng.uniform(-0.15, 0.15, (3, 2)).astype(np.float32)
     fields *= 1 + tilt[:, :1, None] * yy + tilt[:, 1:, None] * xx
     fields = _smooth(fields, rng.uniform(0.7, 1.1) * scale)
-    fields += (np.sqrt(np.maximum(fields, 0)) * 0.06
+    fields += (np.sqrt(np.maximum(fields, 0)) * 0.03
                * rng.standard_normal(fields.shape, np.float32))
-    fields += 0.01 * rng.standard_normal(fields.shape, np.float32)
+    fields += 0.004 * rng.standard_normal(fields.shape, np.float32)
 
-    # Class-independent exposure: random target mean and std per channel.
+    # Class-independent exposure: random target mean and std per channel. The
+    # low means put the background at or below zero, so it clips to black.
     mean = fields.mean(axis=(1, 2), keepdims=True)
     std = fields.std(axis=(1, 2), keepdims=True) + 1e-6
-    target_mean = rng.uniform(0.12, 0.3, (3, 1, 1)).astype(np.float32)
-    target_std = rng.uniform(0.08, 0.18, (3, 1, 1)).astype(np.float32)
+    target_mean = rng.uniform(0.03, 0.09, (3, 1, 1)).astype(np.float32)
+    target_std = rng.uniform(0.1, 0.2, (3, 1, 1)).astype(np.float32)
     fields = (fields - mean) / std * target_std + target_mean
     return np.clip(fields, 0, 1).transpose(1, 2, 0).copy()
 

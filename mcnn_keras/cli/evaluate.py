@@ -22,6 +22,8 @@ flags.DEFINE_string("saved_model", "", "An exported SavedModel to evaluate inste
 flags.DEFINE_string("files", "", "TFRecord globs; default: the run's --val_files.")
 flags.DEFINE_string("output_dir", "", "Where reports go; default <model_dir>/eval.")
 flags.DEFINE_integer("batch_size", 32, "Images per prediction batch.")
+flags.DEFINE_boolean("exclude_dmso_treatments", False, "Leave DMSO out of the per-treatment "
+                     "accuracy (the published 12-class leave-one-compound-out protocol).")
 
 
 def main(argv):
@@ -43,7 +45,9 @@ def main(argv):
     files = dataset.list_files(",".join(resolve_user_path(p) for p in patterns.split(",")))
     output_dir = resolve_user_path(FLAGS.output_dir) or os.path.join(
         model_dir or resolve_user_path(FLAGS.saved_model), "eval")
-    report = evaluation.evaluate(predictor, files, output_dir, MOA_CLASSES, FLAGS.batch_size)
+    report = evaluation.evaluate(
+        predictor, files, output_dir, MOA_CLASSES, FLAGS.batch_size,
+        treatment_exclude=("DMSO",) if FLAGS.exclude_dmso_treatments else ())
     brief = {k: report[k] for k in ("source", "images", "top1", "top5")}
     if "per_treatment" in report:
         brief["per_treatment_accuracy"] = report["per_treatment"].get("accuracy")
