@@ -169,7 +169,10 @@ def _interleave_records(files, cycle_length, file_order_seed=None):
     compressions = [records.compression_type(f) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((files, compressions))
     if file_order_seed is not None:
-        ds = ds.shuffle(len(files), seed=file_order_seed)
+        # reshuffle_each_iteration=False: the order must not depend on how
+        # often the dataset was iterated (Keras peeks at a fresh iterator
+        # before fit under tf.distribute, and prefetch runs ahead).
+        ds = ds.shuffle(len(files), seed=file_order_seed, reshuffle_each_iteration=False)
     return ds.interleave(
         _read_file,
         cycle_length=max(1, min(cycle_length, len(files))), block_length=1,
@@ -189,7 +192,8 @@ def train_dataset(files, cfg):
         ds = _interleave_records(files, cfg.cycle_length,
                                  epoch_seed if cfg.shuffle else None)
         if cfg.shuffle:
-            ds = ds.shuffle(cfg.shuffle_buffer, seed=epoch_seed + 1)
+            ds = ds.shuffle(cfg.shuffle_buffer, seed=epoch_seed + 1,
+                            reshuffle_each_iteration=False)  # see _interleave_records
         ds = ds.repeat().take(records_per_epoch).enumerate()
         if epoch == start_epoch:
             ds = ds.skip(skip_steps * cfg.batch_size)
@@ -250,8 +254,19 @@ def per_worker_dataset(strategy, make, per_replica_batch):
 
 
 def image_size(path):
-    """(height, width) of the first record in a TFRecord file."""
-    for serialized in tf.data.TFRecordDataset(path, records.compression_type(path)).take(1):
-        features = records.parse_features(serialized)
-        return int(features["height"]), int(features["width"])
-    raise ValueError(f"{path}: no records")
+    """(height, width) of the first record in a TFRecord file.
+
+    Reads without running a TensorFlow op: the binaries call this before the
+    strategy exists, and MultiWorkerMirroredStrategy must be created before
+    TensorFlow's runtime starts ("Collective ops must be configured at
+    program startup").
+    """
+    gzipped = records.compression_type(path) == "GZIP"
+    with tf.io.gfile.GFile(path, "rb") as raw:
+        f = gzip.GzipFile(fileobj=raw) if gzipped else raw
+        header = f.read(12)  # uint64 length, uint32 crc, then the record
+        if len(header) < 12:
+            raise ValueError(f"{path}: no records")
+        serialized = f.read(struct.unpack("<Q", header[:8])[0])
+    feature = tf.train.Example.FromString(serialized).features.feature
+    return int(feature["height"].int64_list.value[0]), int(feature["width"].int64_list.value[0])

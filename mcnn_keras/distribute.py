@@ -218,6 +218,26 @@ def make_strategy(name, collective_implementation="AUTO", collective_timeout_s=N
     return strategy
 
 
+def peer_failure(error):
+    """`error` (a collective failing in multi-worker training) with a clear message.
+
+    A dead or unreachable peer surfaces as a TensorFlow error whose first line
+    is "Graph execution error:"; this keeps the error class and puts the
+    diagnosis and the root cause on the first line.
+    """
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()
+             if line.strip() and not line[:1].isspace()
+             and not line.startswith(("Graph execution error", "Detected at node"))]
+    cause = lines[0] if lines else type(error).__name__
+    message = (f"lost contact with another worker (it died, was killed or is unreachable); "
+               f"restart all workers to resume from the last checkpoint. Cause: {cause}")
+    return type(error)(getattr(error, "node_def", None), getattr(error, "op", None), message)
+
+
+PEER_FAILURE_ERRORS = ("UnavailableError", "DeadlineExceededError", "AbortedError",
+                       "CancelledError")
+
+
 def writer_dir(path, task):
     """Where this worker writes `path`: itself on the chief, else a fresh scratch dir.
 

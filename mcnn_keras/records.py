@@ -68,7 +68,10 @@ def encode_example(image, label, metadata=None):
     }
     for key in METADATA_KEYS:
         feature[key] = _bytes(str(metadata.get(key, "")).encode("utf-8"))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic=True: map fields in a fixed order, so equal inputs give equal
+    # bytes in every process (byte-identical shards from the same seed).
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+        deterministic=True)
 
 
 def parse_features(serialized):

@@ -45,11 +45,11 @@ class CellStyle:
 
 STYLES = {
     "Actin disruptors": CellStyle(actin="punctate"),
-    "Aurora kinase inhibitors": CellStyle(radius=1.45, aspect=(1.0, 1.3), nucleus=0.5,
+    "Aurora kinase inhibitors": CellStyle(radius=1.55, aspect=(1.0, 1.3), nucleus=0.5,
                                           dna="multi"),
     "Cholesterol-lowering": CellStyle(radius=1.1, aspect=(2.8, 3.8), nucleus=0.7,
                                       arrangement="aligned"),
-    "DNA damage": CellStyle(radius=1.3, nucleus=0.62, dna="foci"),
+    "DNA damage": CellStyle(radius=1.1, aspect=(1.4, 1.9), nucleus=0.65, dna="foci"),
     "DNA replication": CellStyle(radius=0.9, aspect=(1.0, 1.3), nucleus=0.72,
                                  dna="nucleoli", arrangement="clustered"),
     "Eg5 inhibitors": CellStyle(radius=0.85, aspect=(1.0, 1.1), nucleus=0.7,
@@ -129,7 +129,7 @@ def _draw_cell(fields, style, cy, cx, angle, radius, scale, rng):
     nucleus = np.clip((1 - np.sqrt((u / na) ** 2 + (v / nb) ** 2)) * nb / edge, 0, 1)
     if style.dna == "multi":  # two to four nuclei side by side
         dna = np.zeros_like(rho)
-        count = rng.integers(2, 5)
+        count = rng.integers(3, 6)
         for k in range(count):
             t = 2 * np.pi * k / count + rng.uniform(0, 1)
             r = 0.62 * nr

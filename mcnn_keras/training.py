@@ -80,6 +80,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     tensorboard: bool = True
     verbose: int = 1
+    # For checking multi-worker runs: every worker writes its final trainable
+    # weights here ("{worker}" -> worker index; a path outside model_dir).
+    final_weights_npz: str = ""
     class_names: tuple = MOA_CLASSES
 
 
@@ -232,12 +235,22 @@ def train(cfg):
     if epoch < cfg.epochs:
         phases.append((epoch * steps_per_epoch, epoch, cfg.epochs, steps_per_epoch))
     for start, first_epoch, end_epoch, steps in phases:
-        model.fit(input_for(start), initial_epoch=first_epoch, epochs=end_epoch,
-                  steps_per_epoch=steps, validation_data=val_data,
-                  validation_steps=validation_steps or None, callbacks=fit_callbacks,
-                  verbose=cfg.verbose, shuffle=False)
+        try:
+            model.fit(input_for(start), initial_epoch=first_epoch, epochs=end_epoch,
+                      steps_per_epoch=steps, validation_data=val_data,
+                      validation_steps=validation_steps or None, callbacks=fit_callbacks,
+                      verbose=cfg.verbose, shuffle=False)
+        except tf.errors.OpError as e:  # a dead peer: say so in the error's first line
+            if task.num_workers > 1 and type(e).__name__ in distribute.PEER_FAILURE_ERRORS:
+                raise distribute.peer_failure(e) from None
+            raise
         if model.stop_training:
             break
+
+    if cfg.final_weights_npz:
+        import numpy as np  # pylint: disable=import-outside-toplevel
+        np.savez(cfg.final_weights_npz.format(worker=task.worker_index),
+                 *[w.numpy() for w in model.trainable_weights])
 
     # 5. Results.
     summary = {"global_batch": global_batch, "steps": checkpointer.step,

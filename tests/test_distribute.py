@@ -224,6 +224,19 @@ def test_print_slurm_tf_config_cli():
     assert json.loads(result.stdout)["cluster"]["worker"][0] == "node01:7000"
 
 
+def test_peer_failure_message():
+    import tensorflow as tf
+    raw = tf.errors.UnavailableError(None, None, (
+        "Graph execution error:\n\nDetected at node sgd/CollectiveReduceV2 defined at:\n"
+        "  File \"x.py\", line 4, in <module>\n\n"
+        "Collective ops is aborted by: Connection refused\nAdditional GRPC error ..."))
+    error = distribute.peer_failure(raw)
+    assert isinstance(error, tf.errors.UnavailableError)
+    assert error.message.startswith("lost contact with another worker")
+    assert error.message.endswith("Cause: Collective ops is aborted by: Connection refused")
+    assert "\n" not in error.message
+
+
 # --- writers and shards ----------------------------------------------------------
 
 def test_writer_dir_chief_vs_non_chief(tmp_path):

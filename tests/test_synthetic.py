@@ -7,6 +7,8 @@ morphology to >= 95 % validation top-1 within a few minutes on 2 CPU cores.
 
 import glob
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -19,7 +21,7 @@ from mcnn_keras import synthetic
 SIZE = 128
 # M-CNN training run of the learnability test (measured in the report).
 TRAIN_PER_CLASS, VAL_PER_CLASS = 80, 20
-BATCH, STEPS, LEARNING_RATE = 8, 600, 0.02
+BATCH, STEPS, WARMUP_STEPS, LEARNING_RATE = 8, 700, 100, 0.02
 
 
 def _read_split(output_dir, split):
@@ -63,6 +65,42 @@ def test_render_field_is_fast():
     assert time.perf_counter() - start < 2.0  # ~0.35 s when the machine is idle
 
 
+@pytest.mark.slow
+def test_cli_output_is_byte_identical_across_processes(tmp_path):
+    # Separate interpreters with different hash seeds: protobuf map order and
+    # anything hash-dependent would show up here, not within one process.
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        subprocess.run(
+            [sys.executable, "-m", "mcnn_keras.cli.synthetic", f"--output_dir={name}",
+             "--num_train=13", "--num_val=13", "--num_shards=2", "--seed=3",
+             "--compression=GZIP"],
+            cwd=tmp_path, check=True, capture_output=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed,
+                 "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    a, b = _file_bytes(str(tmp_path / "a")), _file_bytes(str(tmp_path / "b"))
+    assert len(a) == 3 and a == b
+
+
+def test_cli_rejects_bad_size_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mcnn_keras.cli.synthetic", f"--output_dir={tmp_path}",
+         "--height=100"], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --height/--width")
+    assert not os.listdir(tmp_path)
+
+
+def test_relative_output_dir_resolves_against_build_working_directory(monkeypatch):
+    from mcnn_keras.cli import paths  # pylint: disable=import-outside-toplevel
+    monkeypatch.setenv("BUILD_WORKING_DIRECTORY", "/home/user/work")
+    assert paths.resolve_user_path("data/syn") == "/home/user/work/data/syn"
+    assert paths.resolve_user_path("/abs/syn") == "/abs/syn"
+    monkeypatch.delenv("BUILD_WORKING_DIRECTORY")
+    assert paths.resolve_user_path("data/syn") == "data/syn"
+
+
 @pytest.mark.parametrize("compression", ["", "GZIP"])
 def test_dataset_is_deterministic_and_seed_dependent(tmp_path, compression):
     kwargs = dict(height=SIZE, width=SIZE, num_train=26, num_val=13, num_shards=2,
@@ -97,7 +135,7 @@ def test_shards_records_labels_and_metadata(tmp_path):
         assert np.bincount(labels, minlength=13).tolist() == [count // 13] * 13
         for image, label, meta in examples:
             assert image.shape == (128, 256, 3) and image.dtype == np.uint8
-            assert image.max() > 200  # uses the range, bright cells on dark
+            assert image.max() > 100  # bright cells on a dark background
             name = classes.MOA_CLASSES[label]
             assert meta["class_name"] == name
             assert meta["compound"] in classes.COMPOUNDS_BY_CLASS[name]
@@ -191,9 +229,13 @@ def test_mcnn_learns_the_synthetic_classes(tmp_path):
         num_val=13 * VAL_PER_CLASS, num_shards=4, seed=7, progress=False)
     keras.utils.set_random_seed(0)
     model = mcnn_keras.build_model(SIZE, SIZE)
+    # Without batch norm the plain M-CNN needs a warm-up: straight at 0.02 it
+    # sits at chance for ~150 steps and later oscillates; cosine decay settles it.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        LEARNING_RATE / 4, STEPS - WARMUP_STEPS, alpha=0.02,
+        warmup_target=LEARNING_RATE, warmup_steps=WARMUP_STEPS)
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE, momentum=0.9,
-                                       nesterov=True),
+        optimizer=keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, nesterov=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"])
     start = time.perf_counter()

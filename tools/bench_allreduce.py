@@ -30,7 +30,9 @@ FLAGS = flags.FLAGS
 def run_worker():
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from absl import logging  # pylint: disable=import-outside-toplevel
     from mcnn_keras import distribute, launcher  # pylint: disable=import-outside-toplevel
+    logging.set_verbosity(logging.WARNING)
     launcher.configure_threads_from_env()
     strategy = distribute.make_strategy("multi_worker_mirrored", FLAGS.implementation,
                                         collective_timeout_s=300)

@@ -11,7 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"  # cd's to the repo root
 # Relative paths are relative to the repo root (bootstrap.sh cd's there).
 model_dir="${1:-out/demo}"
 
-mcnn-train --model_dir="$model_dir"
+# configs/demo.flags: the recipe scaled to the small demo set (see the file).
+mcnn-train --flagfile=configs/demo.flags --model_dir="$model_dir"
 mcnn-evaluate --model_dir="$model_dir"
 
 # Lists what the run produced, wherever under MODEL_DIR it ended up.

@@ -42,6 +42,15 @@ def run_main(main):
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
+    # Under `bazel run` a relative --flagfile means the user's directory (or,
+    # failing that, the repository: configs/ ships in the runfiles).
+    from mcnn_keras.cli.paths import resolve_user_path  # pylint: disable=import-outside-toplevel
+    for i, arg in enumerate(sys.argv):
+        if arg.startswith("--flagfile="):
+            path = resolve_user_path(arg.split("=", 1)[1])
+            if os.path.exists(path):
+                sys.argv[i] = f"--flagfile={path}"
+
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)

@@ -72,6 +72,8 @@ flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every N steps
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 flags.DEFINE_boolean("tensorboard", True, "Write TensorBoard logs.")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_string("final_weights_npz", "", "Testing aid: every worker saves its final "
+                    "trainable weights to this .npz ('{worker}' -> its index).")
 flags.DEFINE_integer("intra_op_threads", 0, "TensorFlow intra-op threads (0 = all cores).")
 flags.DEFINE_integer("inter_op_threads", 0, "TensorFlow inter-op threads (0 = default).")
 
