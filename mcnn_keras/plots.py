@@ -27,7 +27,7 @@ def _save(fig, path):
 def plot_training_curves(history, path):
     """Loss, top-1 (train and validation) and learning rate per epoch."""
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     panels = [("loss", ["loss", "val_loss"], "loss"),
               ("top-1 accuracy", ["top1", "val_top1"], "accuracy"),
               ("learning rate", ["lr"], "learning rate")]
