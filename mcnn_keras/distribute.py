@@ -351,3 +351,14 @@ def slurm_tf_config(environ, base_port=8888):
                          f"on {workers[proc_id]}: use srun --distribution=block")
     return json.dumps({"cluster": {"worker": workers},
                        "task": {"type": "worker", "index": proc_id}})
+
+
+def any_worker(strategy, flag):
+    """True on every worker if `flag` is true on any worker (one tiny all-reduce).
+
+    Lets all workers act on a local event, such as a SIGTERM that reached
+    them a step apart, at the same step.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    votes = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)) > 0

@@ -73,7 +73,7 @@ class TrainConfig:
     dtype: str = "float32"  # or "mixed_bfloat16"
     strategy: str = "default"
     collective_implementation: str = "AUTO"
-    collective_timeout_s: float = 0.0
+    collective_timeout_s: float = 600.0  # a dead or missing peer fails, never hangs
     target_accuracy: float = 0.0
     seed: int = 0
     checkpoint_every_steps: int = 0
@@ -189,7 +189,10 @@ def train(cfg):
         power=cfg.decay_power)
     print(f"learning rate: peak {schedule.peak_lr:g} after {schedule.warmup_steps} "
           f"warmup steps, {total_steps} steps in all", flush=True)
-    checkpointing = callbacks.PeriodicCheckpoint(checkpointer, cfg.checkpoint_every_steps)
+    checkpointing = callbacks.PeriodicCheckpoint(
+        checkpointer, cfg.checkpoint_every_steps,
+        agree=(lambda flag: distribute.any_worker(strategy, flag))
+        if task.num_workers > 1 else None)
     stop_at_target = callbacks.StopAtTargetAccuracy(cfg.target_accuracy)
     fit_callbacks = [
         callbacks.StepLearningRateScheduler(schedule),

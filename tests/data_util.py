@@ -36,6 +36,13 @@ def write_bars_dataset(directory, prefix, count, num_shards, height=128, width=1
     return sorted(str(p) for p in directory.glob(f"{prefix}-*.tfrecord"))
 
 
+def bars_split_dir(directory, num_train, num_val, train_shards):
+    """`directory` with train-* (seed 1) and val-* (seed 2, 2 shards) bars data."""
+    write_bars_dataset(directory, "train", num_train, num_shards=train_shards, seed=1)
+    write_bars_dataset(directory, "val", num_val, num_shards=2, seed=2)
+    return directory
+
+
 def small_run_config(data_dir, model_dir, **overrides):
     """A TrainConfig for a few fast epochs on `write_bars_dataset` data."""
     from mcnn_keras import training  # pylint: disable=import-outside-toplevel

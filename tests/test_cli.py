@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from mcnn_keras import dataset, records
 from mcnn_keras.cli import common
-from data_util import write_bars_dataset
+from data_util import bars_split_dir
 
 pytestmark = pytest.mark.slow
 
@@ -39,10 +39,7 @@ def tree_digest(directory):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("bars")
-    write_bars_dataset(directory, "train", 32, num_shards=2, seed=1)
-    write_bars_dataset(directory, "val", 16, num_shards=2, seed=2)
-    return directory
+    return bars_split_dir(tmp_path_factory.mktemp("bars"), 32, 16, train_shards=2)
 
 
 def test_error_line_unwraps_tensorflow_assertions(tmp_path):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from mcnn_keras import evaluation, export, training
 from mcnn_keras.classes import MOA_CLASSES
-from data_util import small_run_config, write_bars_dataset
+from data_util import bars_split_dir, small_run_config
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,7 @@ print(",".join(n.decode() for n in out["class_names"].numpy()))
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    data = tmp_path_factory.mktemp("bars")
-    write_bars_dataset(data, "train", 52, num_shards=2, seed=1)
-    write_bars_dataset(data, "val", 26, num_shards=2, seed=2)
+    data = bars_split_dir(tmp_path_factory.mktemp("bars"), 52, 26, train_shards=2)
     run = tmp_path_factory.mktemp("run")
     training.train(small_run_config(data, run, epochs=1, tensorboard=False))
     return run

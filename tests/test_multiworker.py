@@ -229,3 +229,41 @@ def test_worker_that_never_comes_up_fails_fast_with_message(data, tmp_path):
     # TensorFlow's own C++ error logs may follow; our one line is there.
     assert re.search(r"^error: not all 2 workers came up within 15", result.stderr,
                      re.M), result.stderr[-3000:]
+
+
+def test_sigterm_to_one_worker_makes_all_save_and_stop_then_resume_bitwise(data, tmp_path):
+    """Preemption: SIGTERM reaches only worker 1; the workers agree, the chief
+    saves a checkpoint at the same step, all exit 143; a restart finishes
+    with the weights of an uninterrupted run."""
+    flags = dict(epochs=3, steps_per_epoch=6, checkpoint_every_steps=5)
+    _, baseline, _ = run_job(data, tmp_path, "straight", **flags)
+    model_dir = tmp_path / "run-preempted"
+    weights = str(tmp_path / "weights-preempted-{worker}.npz")
+    command = train_command(data, model_dir, weights, **flags)
+    env = tmpdir_env(tmp_path, "preempted")
+    configs = mw.tf_configs(mw.free_ports(2))
+    procs = [mw.start_worker(command, configs[i], env(i)) for i in range(2)]
+    try:
+        marker = model_dir / "checkpoints" / "ckpt-5.index"
+        deadline = time.monotonic() + 240
+        while not marker.exists() and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs)
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGTERM)
+        results = mw.wait_workers(procs, 120)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    context = mw.format_results(results)
+    assert [r.returncode for r in results] == [143, 143], context
+    assert all("SIGTERM: saved" in r.stdout for r in results), context
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    assert 5 < int(latest.rsplit("-", 1)[1]) < 18, (latest, context)
+    assert not (model_dir / "export").exists()
+    results = mw.run_workers(command, mw.tf_configs(mw.free_ports(2)), timeout_s=300,
+                             extra_env=env)
+    assert all(r.returncode == 0 for r in results), mw.format_results(results)
+    assert_bitwise_equal(load_weights(weights.format(worker=0)), baseline[0],
+                         "resumed after SIGTERM vs uninterrupted")

@@ -13,17 +13,14 @@ import pytest
 from mcnn_keras import training
 from mcnn_keras.callbacks.metrics_logger import read_metrics
 from mcnn_keras.schedule import LinearScalingSchedule
-from data_util import checkpoint_weights, small_run_config, write_bars_dataset
+from data_util import bars_split_dir, checkpoint_weights, small_run_config
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("bars")
-    write_bars_dataset(directory, "train", 104, num_shards=4, seed=1)
-    write_bars_dataset(directory, "val", 26, num_shards=2, seed=2)
-    return directory
+    return bars_split_dir(tmp_path_factory.mktemp("bars"), 104, 26, train_shards=4)
 
 
 def test_training_writes_metrics_plots_checkpoints_tensorboard_and_export(data_dir, tmp_path):

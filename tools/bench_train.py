@@ -27,13 +27,14 @@ flags.DEFINE_integer("shards", 8, "TFRecord shards to write.")
 FLAGS = flags.FLAGS
 
 
-def write_records(directory, count):
+def write_records(directory, count, height, width, shards):
+    """Random full-size uint8 images: speed does not depend on content."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     from mcnn_keras import records  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(0)
-    with records.ShardedRecordWriter(directory, "train", FLAGS.shards) as writer:
+    with records.ShardedRecordWriter(directory, "train", shards) as writer:
         for i in range(count):
-            image = rng.integers(0, 256, (FLAGS.height, FLAGS.width, 3), dtype=np.uint8)
+            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
             writer.write(records.encode_example(image, i % 13))
 
 
@@ -76,7 +77,7 @@ def time_plain_loop(dtype):
 def main(argv):
     del argv
     data_dir = tempfile.mkdtemp(prefix="bench-data-")
-    write_records(data_dir, FLAGS.batch_size * 4)
+    write_records(data_dir, FLAGS.batch_size * 4, FLAGS.height, FLAGS.width, FLAGS.shards)
     results = {"machine": f"{platform.processor() or platform.machine()}, "
                           f"{os.cpu_count()} cores",
                "height": FLAGS.height, "width": FLAGS.width, "batch_size": FLAGS.batch_size,

@@ -10,7 +10,11 @@ Every worker restores the chief's latest checkpoint.
 
 `PeriodicCheckpoint` saves every `every_n_steps` global steps and at each
 epoch end. On SIGTERM (what Slurm and Kubernetes send on preemption) it saves
-after the current step and stops training.
+after the current step and stops training. With several workers, pass
+`agree` (e.g. `lambda flag: distribute.any_worker(strategy, flag)`): the
+workers then vote after every step, so that a SIGTERM reaching them a step
+apart still makes all of them, the chief included, save and stop at the same
+step instead of leaving one waiting in an all-reduce.
 
 Usage:
 
@@ -61,8 +65,9 @@ class Checkpointer:
 class PeriodicCheckpoint(keras.callbacks.Callback):
     """Saves every `every_n_steps` steps, at epoch ends, and on SIGTERM."""
 
-    def __init__(self, checkpointer, every_n_steps=0, save_on_sigterm=True):
+    def __init__(self, checkpointer, every_n_steps=0, save_on_sigterm=True, agree=None):
         super().__init__()
+        self.agree = agree
         self.checkpointer = checkpointer
         self.every_n_steps = every_n_steps
         self.save_on_sigterm = save_on_sigterm
@@ -87,6 +92,8 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.checkpointer.step
+        if self.agree is not None and self.save_on_sigterm:
+            self.preempted = self.agree(self.preempted)
         if self.preempted:
             path = self.checkpointer.save(self._epoch)
             print(f"\nSIGTERM: saved {path} at step {step}; stopping", flush=True)

@@ -63,9 +63,15 @@ def run_main(main):
 
 
 def configure_threads(intra_op, inter_op):
-    """Sets TensorFlow's thread pools; must run before the first TF op."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    """Sets TensorFlow's thread pools; must run before the first TF op.
+
+    0 keeps what the environment says (TF_NUM_INTRAOP_THREADS /
+    TF_NUM_INTEROP_THREADS, which `mcnn-launch` sets per pinned worker).
+    """
+    from mcnn_keras import launcher  # pylint: disable=import-outside-toplevel
+    environ = dict(os.environ)
     if intra_op:
-        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        environ["TF_NUM_INTRAOP_THREADS"] = str(intra_op)
     if inter_op:
-        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+        environ["TF_NUM_INTEROP_THREADS"] = str(inter_op)
+    return launcher.configure_threads_from_env(environ)

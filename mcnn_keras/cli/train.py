@@ -62,8 +62,9 @@ flags.DEFINE_enum("strategy", "default",
                "tf.distribute strategy; multi_worker_mirrored reads TF_CONFIG.")
 flags.DEFINE_enum("collective_implementation", "AUTO", ["AUTO", "RING"],
                "All-reduce implementation for multi_worker_mirrored.")
-flags.DEFINE_float("collective_timeout_s", 0.0, "Fail a collective (e.g. a dead peer) after "
-                "this many seconds; 0 = TensorFlow's default.")
+flags.DEFINE_float("collective_timeout_s", 600.0, "multi_worker_mirrored: fail (never hang) "
+                "when a peer does not come up or stops answering for this many seconds; "
+                "0 = wait forever.")
 flags.DEFINE_float("target_accuracy", 0.0, "Stop once validation top-1 reaches this; "
                 "reports time-to-train. 0 = off.")
 flags.DEFINE_integer("seed", 0, "Seed of weights and data order.")
