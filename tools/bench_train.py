@@ -18,6 +18,9 @@ import time
 
 from absl import app, flags
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from random_records import write_records  # pylint: disable=wrong-import-position
+
 flags.DEFINE_integer("height", 1024, "Image height.")
 flags.DEFINE_integer("width", 1280, "Image width.")
 flags.DEFINE_integer("batch_size", 8, "Batch size (one worker).")
@@ -25,17 +28,6 @@ flags.DEFINE_integer("steps", 12, "Timed steps per measurement (after warmup).")
 flags.DEFINE_list("dtypes", ["float32", "mixed_bfloat16"], "Dtype policies to measure.")
 flags.DEFINE_integer("shards", 8, "TFRecord shards to write.")
 FLAGS = flags.FLAGS
-
-
-def write_records(directory, count, height, width, shards):
-    """Random full-size uint8 images: speed does not depend on content."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import records  # pylint: disable=import-outside-toplevel
-    rng = np.random.default_rng(0)
-    with records.ShardedRecordWriter(directory, "train", shards) as writer:
-        for i in range(count):
-            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-            writer.write(records.encode_example(image, i % 13))
 
 
 def time_binary(data_dir, dtype):

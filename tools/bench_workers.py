@@ -17,7 +17,7 @@ import tempfile
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_train import write_records  # pylint: disable=wrong-import-position
+from random_records import write_records  # pylint: disable=wrong-import-position
 
 flags.DEFINE_integer("height", 1024, "Image height.")
 flags.DEFINE_integer("width", 1280, "Image width.")
