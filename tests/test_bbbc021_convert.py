@@ -264,3 +264,23 @@ def test_binary_reports_one_line_error(bbbc021, tmp_path):
     assert len(errors) == 1 and "expected 1024x1280" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not glob.glob(str(tmp_path / "*.tfrecord"))
+
+
+def test_dataset_a_writes_the_shape_preserving_dihedral_variants(bbbc021, tmp_path):
+    """Non-square fields get identity, both mirrors and the 180 degree rotation."""
+    from mcnn_keras import records  # pylint: disable=import-outside-toplevel
+    manifest = convert.convert(options(bbbc021, tmp_path, dataset="A"), progress=False)
+    assert manifest["records_per_field"] == {"train": 4, "val": 1}
+    by_field = {}
+    for path in glob.glob(str(tmp_path / "train-*.tfrecord")):
+        for image, label, meta in records.read_examples(path):
+            key = (meta["plate"], meta["well"], meta["site"])
+            by_field.setdefault(key, []).append((image, label))
+    assert len(by_field) * 4 == manifest["counts"]["per_split"]["train"]["records"]
+    for variants in by_field.values():
+        assert len(variants) == 4 and len({label for _, label in variants}) == 1
+        found = {v.tobytes() for v, _ in variants}
+        base = variants[0][0]
+        # Whichever variant came first, the group is closed under both mirrors.
+        for transform in (np.fliplr, np.flipud, lambda x: np.flipud(np.fliplr(x))):
+            assert transform(base).tobytes() in found
