@@ -45,17 +45,31 @@ def _masked_crc32c(data):
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _first_record(path, read_record=False):
+    """(12-byte header, first record or b"") of a TFRecord file, read without TF ops.
+
+    TFRecord framing: uint64 length, uint32 masked CRC-32C of the length, the
+    record, its CRC. Plain Python, so the binaries can look at a file before
+    the distribution strategy starts TensorFlow's runtime.
+    """
+    gzipped = records.compression_type(path) == "GZIP"
+    with tf.io.gfile.GFile(path, "rb") as raw:
+        f = gzip.GzipFile(fileobj=raw) if gzipped else raw
+        header = f.read(12)
+        record = f.read(struct.unpack("<Q", header[:8])[0]) if (
+            read_record and len(header) == 12) else b""
+    return header, record
+
+
 def check_tfrecord_file(path):
     """Raises ValueError naming `path` unless it starts like a TFRecord file.
 
     Reads only the first record header (length and its masked CRC-32C), so it
     is cheap even for multi-GB shards; gzip-compressed shards are accepted.
     """
-    opener = gzip.open if records.compression_type(path) == "GZIP" else open
     try:
-        with opener(path, "rb") as f:
-            header = f.read(12)
-    except OSError as e:
+        header, _ = _first_record(path)
+    except (OSError, tf.errors.OpError) as e:
         raise ValueError(f"{path}: cannot read TFRecord file ({e})") from None
     if not header:
         raise ValueError(f"{path}: empty file, not a TFRecord shard")
@@ -149,11 +163,14 @@ class TrainInput:
     worker_index: int = 0
 
 
-def _decoder(height, width, num_classes):
+def _decoder(height, width, num_classes, with_metadata=False):
     def decode(source, serialized):
         features = records.parse_features(serialized)
         image = records.decode_image(features, height, width, source=source)
-        return image, records.decode_label(features, num_classes, source=source)
+        label = records.decode_label(features, num_classes, source=source)
+        if with_metadata:
+            return image, label, {key: features[key] for key in records.METADATA_KEYS}
+        return image, label
     return decode
 
 
@@ -220,20 +237,19 @@ def train_dataset(files, cfg):
 
 
 def eval_dataset(files, height, width, batch_size, num_classes=13, cycle_length=16,
-                 repeat=False):
-    """Finite, unshuffled (uint8 images, int labels) batches for validation."""
+                 repeat=False, with_metadata=False):
+    """Finite, unshuffled (uint8 images, int labels) batches for validation.
+
+    `with_metadata` adds a third element: the string metadata fields of
+    `records.METADATA_KEYS`, batched, for per-treatment reports.
+    """
     ds = _interleave_records(files, cycle_length)
-    ds = ds.map(_decoder(height, width, num_classes),
+    ds = ds.map(_decoder(height, width, num_classes, with_metadata),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size)
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def metadata_dataset(files):
-    """(raw features dict) per record, in `eval_dataset` order, for reports."""
-    return _interleave_records(files, 16).map(lambda _, r: records.parse_features(r))
 
 
 def per_worker_dataset(strategy, make, per_replica_batch):
@@ -254,19 +270,9 @@ def per_worker_dataset(strategy, make, per_replica_batch):
 
 
 def image_size(path):
-    """(height, width) of the first record in a TFRecord file.
-
-    Reads without running a TensorFlow op: the binaries call this before the
-    strategy exists, and MultiWorkerMirroredStrategy must be created before
-    TensorFlow's runtime starts ("Collective ops must be configured at
-    program startup").
-    """
-    gzipped = records.compression_type(path) == "GZIP"
-    with tf.io.gfile.GFile(path, "rb") as raw:
-        f = gzip.GzipFile(fileobj=raw) if gzipped else raw
-        header = f.read(12)  # uint64 length, uint32 crc, then the record
-        if len(header) < 12:
-            raise ValueError(f"{path}: no records")
-        serialized = f.read(struct.unpack("<Q", header[:8])[0])
-    feature = tf.train.Example.FromString(serialized).features.feature
+    """(height, width) of the first record in a TFRecord file (no TF op runs)."""
+    header, record = _first_record(path, read_record=True)
+    if len(header) < 12:
+        raise ValueError(f"{path}: no records")
+    feature = tf.train.Example.FromString(record).features.feature
     return int(feature["height"].int64_list.value[0]), int(feature["width"].int64_list.value[0])

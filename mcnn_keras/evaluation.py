@@ -54,13 +54,14 @@ def saved_model_predictor(path):
 def predict_files(predictor, files, batch_size=32):
     """Returns (probabilities [N, C], labels [N], metadata list) over `files`."""
     ds = dataset.eval_dataset(files, predictor.height, predictor.width, batch_size,
-                              predictor.num_classes)
-    probabilities, labels = [], []
-    for images, batch_labels in ds:
+                              predictor.num_classes, with_metadata=True)
+    probabilities, labels, metadata = [], [], []
+    for images, batch_labels, batch_metadata in ds:  # one pass over the files
         probabilities.append(predictor(images))
         labels.append(batch_labels.numpy())
-    metadata = [{key: features[key].numpy().decode("utf-8") for key in records.METADATA_KEYS}
-                for features in dataset.metadata_dataset(files)]
+        columns = {key: batch_metadata[key].numpy() for key in records.METADATA_KEYS}
+        metadata += [{key: columns[key][i].decode("utf-8") for key in records.METADATA_KEYS}
+                     for i in range(len(columns[records.METADATA_KEYS[0]]))]
     if not probabilities:
         raise ValueError(f"no records in {files}")
     return np.concatenate(probabilities), np.concatenate(labels), metadata

@@ -16,26 +16,13 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+from mcnn_keras.launcher import free_ports  # pylint: disable=unused-import (tests use mw.free_ports)
+
 REPO_ROOT = pathlib.Path(os.path.abspath(__file__)).parent.parent
-
-
-def free_ports(count):
-    """`count` distinct free TCP ports on 127.0.0.1 (the OS picks them)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def tf_configs(ports, chief=False):
