@@ -20,6 +20,8 @@ import dataclasses
 
 import keras
 
+from mcnn_keras.factored_dense import FactoredDense
+
 SCALES = (1, 2, 4, 8, 16, 32, 64)
 FILTERS = (16, 16, 16, 32, 32, 32, 64)
 CONVS_PER_PATHWAY = 3
@@ -50,8 +52,14 @@ def check_input_size(height, width):
                 f"of {SIZE_MULTIPLE} (or 724, zero-padded to 768)")
 
 
+def flat_features(height, width):
+    """Inputs of the first dense layer: 81 920 at 1024 x 1280."""
+    check_input_size(height, width)
+    return (padded_size(height) // 128) * (padded_size(width) // 128) * MERGE_FILTERS
+
+
 def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0.0,
-                name="mcnn"):
+                factored_dense=False, name="mcnn"):
     """Builds the uncompiled functional M-CNN for height x width x 3 images.
 
     Args:
@@ -62,6 +70,9 @@ def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0
         "mixed_bfloat16"; the logits are always float32.
       weight_decay: L2 weight decay on every kernel and bias, as the original
         code's `weight_decay * sum(tf.nn.l2_loss(v))` (note its factor 1/2).
+      factored_dense: make the first dense layer (98.5 % of the weights) a
+        `FactoredDense`, whose gradient is synchronized by all-gathering
+        sufficient factors instead of all-reducing it (same weights).
       name: the model name.
     """
     check_input_size(height, width)
@@ -94,7 +105,8 @@ def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0
     x = keras.layers.MaxPooling2D(2, dtype=policy, name="merge_pool")(x)
     x = keras.layers.Flatten(dtype=policy, name="flatten")(x)
     # The original code computed this ReLU and never used it; we use it.
-    x = keras.layers.Dense(DENSE_UNITS, activation="relu", name="ip0", **weights)(x)
+    dense = FactoredDense if factored_dense else keras.layers.Dense
+    x = dense(DENSE_UNITS, activation="relu", name="ip0", **weights)(x)
     logits = keras.layers.Dense(num_classes, name="ip3", **{**weights, "dtype": "float32"})(x)
     return keras.Model(images, logits, name=name)
 
@@ -139,7 +151,7 @@ def model_cost(height, width, num_classes=13, bytes_per_value=4):
     concat = sum(FILTERS)
     all_values += (h // 64) * (w // 64) * concat
     conv(h // 64, w // 64, concat, MERGE_FILTERS, 1)
-    flat = (h // 64 // 2) * (w // 64 // 2) * MERGE_FILTERS
+    flat = flat_features(height, width)
     all_values += 2 * flat  # pool, flatten
     for fan_in, fan_out in ((flat, DENSE_UNITS), (DENSE_UNITS, num_classes)):
         params += fan_in * fan_out + fan_out

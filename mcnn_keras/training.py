@@ -32,9 +32,10 @@ import os
 import keras
 import tensorflow as tf
 
-from mcnn_keras import atomic, callbacks, dataset, distribute, export, plots
+from mcnn_keras import atomic, callbacks, dataset, distribute, export, factored_dense, plots
+from mcnn_keras import optimizer as mcnn_optimizer
 from mcnn_keras.classes import MOA_CLASSES
-from mcnn_keras.model import build_model
+from mcnn_keras.model import DENSE_UNITS, build_model, flat_features
 from mcnn_keras.schedule import LinearScalingSchedule
 
 
@@ -74,6 +75,7 @@ class TrainConfig:
     strategy: str = "default"
     collective_implementation: str = "AUTO"
     collective_timeout_s: float = 600.0  # a dead or missing peer fails, never hangs
+    dense_gradient: str = "auto"  # "factors", "allreduce": see factored_dense.py
     target_accuracy: float = 0.0
     seed: int = 0
     checkpoint_every_steps: int = 0
@@ -99,8 +101,8 @@ def sparse_smoothed_crossentropy(num_classes, label_smoothing):
 
 def compile_model(model, cfg):
     """Compiles with the original recipe's optimizer, loss and metrics."""
-    optimizer = keras.optimizers.SGD(learning_rate=cfg.warmup_start_lr,
-                                     momentum=cfg.momentum, nesterov=cfg.nesterov)
+    optimizer = mcnn_optimizer.SGD(learning_rate=cfg.warmup_start_lr,
+                                   momentum=cfg.momentum, nesterov=cfg.nesterov)
     model.compile(
         optimizer=optimizer,
         loss=sparse_smoothed_crossentropy(cfg.num_classes, cfg.label_smoothing),
@@ -158,11 +160,17 @@ def train(cfg):
     print(f"worker {task.worker_index}/{task.num_workers}: {len(train_files)} train shards, "
           f"per-replica batch {cfg.batch_size}, global batch {global_batch}, "
           f"{steps_per_epoch} steps/epoch", flush=True)
+    factors = factored_dense.use_factors(cfg.dense_gradient, global_batch,
+                                         flat_features(cfg.height, cfg.width), DENSE_UNITS)
+    if strategy.num_replicas_in_sync > 1:
+        print("first dense layer's gradient: " + (
+            "all-gathered sufficient factors" if factors else "all-reduced"), flush=True)
 
     # 2. Model, in the strategy scope.
     with strategy.scope():
         model = build_model(cfg.height, cfg.width, cfg.num_classes,
-                            dtype_policy=cfg.dtype, weight_decay=cfg.weight_decay)
+                            dtype_policy=cfg.dtype, weight_decay=cfg.weight_decay,
+                            factored_dense=factors)
         optimizer = compile_model(model, cfg)
         checkpointer = callbacks.checkpoint.Checkpointer(
             model, optimizer, os.path.join(cfg.model_dir, "checkpoints"),

@@ -26,6 +26,19 @@ def test_724_is_zero_padded_to_768():
     assert tuple(model.get_layer("pad").output.shape) == (None, 768, 768, 3)
     assert tuple(model.get_layer("concat").output.shape) == (None, 12, 12, 208)
     assert tuple(model.get_layer("ip0").kernel.shape) == (36_864, 512)
+    assert model_lib.flat_features(724, 724) == 36_864
+
+
+def test_factored_dense_variant_has_the_same_weights():
+    from mcnn_keras.factored_dense import FactoredDense, has_replica_invariant_gradient
+    plain = mcnn_keras.build_model(256, 320)
+    factored = mcnn_keras.build_model(256, 320, factored_dense=True)
+    assert isinstance(factored.get_layer("ip0"), FactoredDense)
+    assert type(plain.get_layer("ip0")).__name__ == "Dense"
+    assert [w.shape for w in factored.weights] == [w.shape for w in plain.weights]
+    assert has_replica_invariant_gradient(factored.get_layer("ip0").kernel.value)
+    assert not has_replica_invariant_gradient(factored.get_layer("ip0").bias.value)
+    assert model_lib.flat_features(256, 320) == factored.get_layer("ip0").kernel.shape[0]
 
 
 @pytest.mark.parametrize("height,width", [(1000, 1280), (1024, 100), (724, 700), (0, 128), (96, 128)])

@@ -65,6 +65,11 @@ flags.DEFINE_enum("collective_implementation", "AUTO", ["AUTO", "RING"],
 flags.DEFINE_float("collective_timeout_s", 600.0, "multi_worker_mirrored: fail (never hang) "
                 "when a peer does not come up or stops answering for this many seconds; "
                 "0 = wait forever.")
+flags.DEFINE_enum("dense_gradient", "auto", ["auto", "factors", "allreduce"],
+               "How replicas sync the first dense layer's gradient (98.5 % of the "
+               "weights): all-gather its sufficient factors (inputs and output "
+               "gradients, G x 82 432 values at global batch G), or all-reduce it "
+               "(42M values). auto: factors when smaller. Same weights either way.")
 flags.DEFINE_float("target_accuracy", 0.0, "Stop once validation top-1 reaches this; "
                 "reports time-to-train. 0 = off.")
 flags.DEFINE_integer("seed", 0, "Seed of weights and data order.")

@@ -1,0 +1,128 @@
+"""Sufficient-factor gradients, on a real MirroredStrategy over 2 logical CPUs.
+
+The 2-worker end-to-end check (real processes, real collectives over gRPC)
+is `tests/test_multiworker.py::test_gradients_are_averaged...`.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+# Before any op: split the CPU into two logical devices (one replica each).
+_CPU = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # pylint: disable=wrong-import-position
+
+from mcnn_keras import factored_dense  # pylint: disable=wrong-import-position
+from mcnn_keras.factored_dense import FactoredDense  # pylint: disable=wrong-import-position
+from mcnn_keras.optimizer import SGD  # pylint: disable=wrong-import-position
+
+# One strategy for the whole module: two MirroredStrategy objects in one
+# process reuse the same collective keys and clash.
+MIRRORED = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def test_use_factors_rule():
+    # M-CNN at 1024 x 1280: factors win below a global batch of about 508.
+    assert factored_dense.use_factors("auto", 16, 81920, 512)
+    assert not factored_dense.use_factors("auto", 1024, 81920, 512)
+    assert not factored_dense.use_factors("auto", 16, 512, 13)
+    assert factored_dense.use_factors("factors", 4096, 512, 13)
+    assert not factored_dense.use_factors("allreduce", 2, 81920, 512)
+    with pytest.raises(ValueError, match="dense_gradient must be one of"):
+        factored_dense.use_factors("bogus", 8, 10, 10)
+
+
+def _model(layer_class, seed=3):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((24,))
+    x = layer_class(16, activation="relu", name="big",
+                    kernel_regularizer=keras.regularizers.L2(1e-2))(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+
+
+def _train(layer_class, strategy, data, steps=3):
+    with strategy.scope():
+        model = _model(layer_class)
+        model.compile(optimizer=SGD(0.1, momentum=0.9, nesterov=True),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = data
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    return [w.numpy() for w in model.trainable_weights]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(64, 24)).astype("float32"), rng.integers(0, 3, 64)
+
+
+def test_two_replicas_with_factors_equal_one_replica(data):
+    """Kernel gradient from all-gathered factors == plain all-reduced SGD."""
+    one = _train(keras.layers.Dense, tf.distribute.OneDeviceStrategy("/cpu:0"), data)
+    plain = _train(keras.layers.Dense, MIRRORED, data)
+    factored = _train(FactoredDense, MIRRORED, data)
+    for a, b, c in zip(one, plain, factored):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(c, a, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(one[0], _model(keras.layers.Dense).get_weights()[0])  # it trained
+
+
+def test_factored_kernel_gradient_is_replica_invariant_and_global(data):
+    """Each replica's kernel gradient equals 1/n of the global one, bitwise alike."""
+    strategy = MIRRORED
+    with strategy.scope():
+        model = _model(FactoredDense)
+    x, y = data[0][:8], data[1][:8]
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def step(inputs, labels):
+        with tf.GradientTape() as tape:
+            # Keras scales the loss by 1/replicas itself under a strategy.
+            loss = loss_fn(labels, model(inputs, training=True))
+        return tape.gradient(loss, model.get_layer("big").kernel)
+
+    shards = strategy.experimental_distribute_values_from_function(
+        lambda ctx: (x[4 * ctx.replica_id_in_sync_group:][:4],
+                     y[4 * ctx.replica_id_in_sync_group:][:4]))
+    grads = strategy.experimental_local_results(
+        strategy.run(tf.function(step), args=shards))
+    with tf.GradientTape() as tape:  # the whole batch on one device
+        loss = loss_fn(y, model(x, training=True))
+    expected = tape.gradient(loss, model.get_layer("big").kernel).numpy()
+    np.testing.assert_array_equal(grads[0].numpy(), grads[1].numpy())
+    np.testing.assert_allclose(grads[0].numpy(), expected / 2, rtol=1e-5, atol=1e-7)
+
+
+def test_optimizer_skips_only_marked_gradients_in_all_reduce():
+    """Marked: n x local (no collective); unmarked: the all-reduced sum."""
+    strategy = MIRRORED
+    with strategy.scope():
+        marked, plain = keras.Variable(np.zeros(3, "float32")), keras.Variable(np.zeros(3, "float32"))
+        factored_dense.mark_replica_invariant_gradient(marked)
+        optimizer = SGD(1.0)
+
+    def reduce_():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        g = tf.fill([3], tf.cast(replica + 1, tf.float32))  # 1 on replica 0, 2 on 1
+        pairs = optimizer._all_reduce_sum_gradients(  # pylint: disable=protected-access
+            [(g, marked.value), (g, plain.value)])
+        return pairs[0][0], pairs[1][0]
+
+    results = [strategy.experimental_local_results(r) for r in strategy.run(reduce_)]
+    assert [r.numpy().tolist() for r in results[0]] == [[2.0] * 3, [4.0] * 3]
+    assert [r.numpy().tolist() for r in results[1]] == [[3.0] * 3, [3.0] * 3]
+    assert factored_dense.has_replica_invariant_gradient(marked.value)
+    assert not factored_dense.has_replica_invariant_gradient(plain.value)
+
+
+def test_outside_replicas_it_is_a_plain_dense(data):
+    factored = _model(FactoredDense)
+    plain = _model(keras.layers.Dense)
+    np.testing.assert_array_equal(factored.predict(data[0], verbose=0),
+                                  plain.predict(data[0], verbose=0))
+    restored = keras.Model.from_config(factored.get_config())
+    assert isinstance(restored.get_layer("big"), FactoredDense)
