@@ -1,6 +1,16 @@
-"""mcnn_keras: the multi-scale CNN for high-content screening, in Keras 3."""
+"""mcnn_keras: the multi-scale CNN for high-content screening, in Keras 3.
 
-from mcnn_keras.model import build_model, model_cost
+`build_model` and `model_cost` are loaded on first use, so that importing a
+light module (the config, the cluster description, a binary's `--help`) does
+not import TensorFlow.
+"""
 
 __all__ = ["build_model", "model_cost"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name in __all__:
+        from mcnn_keras import model  # pylint: disable=import-outside-toplevel
+        return getattr(model, name)
+    raise AttributeError(f"module 'mcnn_keras' has no attribute {name!r}")

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mcnn_keras import atomic, dataset, export, plots, records, treatments
+from mcnn_keras import atomic, dataset, plots, records, run_dir, treatments
 
 
 class Predictor:
@@ -36,10 +36,9 @@ class Predictor:
 
 def checkpoint_predictor(model_dir, checkpoint=None):
     """A predictor from the latest (or given) checkpoint of a training run."""
-    model, config, path = export.restore_from_checkpoint(model_dir, checkpoint)
+    model, cfg, path = run_dir.RunDir(model_dir).restore_model(checkpoint)
     predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False), axis=-1))
-    return Predictor(predict, config["height"], config["width"], config["num_classes"],
-                     path)
+    return Predictor(predict, cfg.data.height, cfg.data.width, cfg.data.num_classes, path)
 
 
 def saved_model_predictor(path):

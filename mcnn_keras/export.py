@@ -13,9 +13,6 @@ Usage:
     out = served.signatures["serving_default"](images=uint8_batch)
 """
 
-import json
-import os
-
 import keras
 import tensorflow as tf
 
@@ -57,27 +54,3 @@ def export_saved_model(model, path, class_names):
     with atomic.atomic_directory(path) as tmp:
         archive.write_out(tmp, verbose=False)
     return path
-
-
-
-def load_run_config(model_dir):
-    """The flags.json a training run wrote in `model_dir`."""
-    path = os.path.join(model_dir, "flags.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {model_dir} a training model_dir?")
-    with open(path) as f:
-        return json.load(f)
-
-
-def restore_from_checkpoint(model_dir, checkpoint=None):
-    """Rebuilds the run's model and loads its latest (or a given) checkpoint.
-
-    Returns (model, run config dict, checkpoint path).
-    """
-    config = load_run_config(model_dir)
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-    if not checkpoint:
-        raise FileNotFoundError(f"no checkpoint in {os.path.join(model_dir, 'checkpoints')}")
-    model = build_model(config["height"], config["width"], config["num_classes"])
-    tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
-    return model, config, checkpoint

@@ -25,8 +25,10 @@ Two pieces, each harmless alone:
 
 The result equals plain data parallelism up to float summation order
 (`tests/test_factored_dense.py`, and 2 workers x b against 1 worker x 2b in
-`tests/test_multiworker.py`). Out of a multi-replica context the layer is a
-plain `Dense`; checkpoints and exports are the same as with `Dense`.
+`tests/test_multiworker.py`; under mixed_bfloat16, up to bf16 rounding of the
+sums, in `tests/test_multiworker_bf16.py`). bfloat16 factors are all-gathered
+as their raw bits (`_all_gather_rows`). Out of a multi-replica context the
+layer is a plain `Dense`; checkpoints and exports are the same as with `Dense`.
 
 Usage:
 
@@ -37,22 +39,10 @@ Usage:
 import keras
 import tensorflow as tf
 
-# Modes of the `--dense_gradient` flag.
-MODES = ("auto", "factors", "allreduce")
+# Whether to use factors is arithmetic on the layer's size (topology.py).
+from mcnn_keras.topology import DENSE_GRADIENT_MODES as MODES, use_factors  # pylint: disable=unused-import
+
 _INVARIANT = "_mcnn_replica_invariant_gradient"
-
-
-def use_factors(mode, global_batch, fan_in, fan_out):
-    """Whether a fan_in x fan_out dense layer should use sufficient factors.
-
-    "auto" picks them when the all-gathered factors of the global batch are
-    smaller than the gradient itself.
-    """
-    if mode not in MODES:
-        raise ValueError(f"dense_gradient must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "auto":
-        return global_batch * (fan_in + fan_out) < fan_in * fan_out
-    return mode == "factors"
 
 
 def mark_replica_invariant_gradient(variable):
@@ -72,6 +62,30 @@ def _num_replicas():
     return context.num_replicas_in_sync if context is not None else 1
 
 
+def _all_gather_rows(context, value):
+    """`context.all_gather(value, axis=0)`, also for bfloat16 (bit-exact).
+
+    TensorFlow's all-gather (`CollectiveGatherV2`, TF 2.21) takes float32,
+    float16, float64, int32 and int64 only: no bfloat16 (nor int16/uint16),
+    so under `mixed_bfloat16` the factors failed with "DataType bfloat16 not
+    in list of allowed values". A gather only moves bytes, so we gather the
+    raw bits: bitcast bf16 -> float16 (same 16 bits; a bitcast copies
+    nothing and computes nothing), gather, bitcast back. Lossless (all 65 536
+    bit patterns come back, `tests/test_factored_dense.py`), and it moves
+    half the bytes of the other lossless way, a float32 round trip. Chosen
+    for that, measured with 2 pinned workers over 127.0.0.1 (2-vCPU AMD
+    EPYC, docs/PERFORMANCE.md), gathering G x 82 432 values, median of 60:
+    G = 16: 4.3 ms bitcast against 6.9 ms via float32 (G = 32: 7.9 against
+    14.1 ms). The casts themselves are cheap (~0.4 ms at G = 16): the float32
+    way loses on twice the bytes. Gathering int32 pairs instead of float16
+    measured the same (same bytes).
+    """
+    if value.dtype != tf.bfloat16:
+        return context.all_gather(value, axis=0)
+    gathered = context.all_gather(tf.bitcast(value, tf.float16), axis=0)
+    return tf.bitcast(gathered, tf.bfloat16)
+
+
 @tf.custom_gradient
 def _factored_matmul(inputs, kernel):
     """inputs @ kernel; the kernel gradient comes from all-gathered factors."""
@@ -79,7 +93,7 @@ def _factored_matmul(inputs, kernel):
         context = tf.distribute.get_replica_context()
         fan_in = inputs.shape[-1]
         # One collective for both factors: [global batch, fan_in + fan_out].
-        factors = context.all_gather(tf.concat([inputs, upstream], axis=1), axis=0)
+        factors = _all_gather_rows(context, tf.concat([inputs, upstream], axis=1))
         # The 1/n goes on the small factor, not on the fan_in x fan_out result.
         scale = tf.cast(1 / context.num_replicas_in_sync, upstream.dtype)
         kernel_grad = tf.matmul(factors[:, :fan_in], factors[:, fan_in:] * scale,

@@ -44,6 +44,8 @@ import re
 import keras
 import tensorflow as tf
 
+from mcnn_keras import distribute
+
 _LOG = logging.getLogger(__name__)
 
 # First Keras version with each bug, and the newest version we verified.
@@ -69,12 +71,6 @@ def _trainer_module():
     return trainer
 
 
-def in_multi_worker_mode(strategy):
-    """True for a MultiWorkerMirroredStrategy with more than one worker."""
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
-
-
 def _local_value(value, strategy):
     if isinstance(value, tf.distribute.DistributedValues):
         return strategy.experimental_local_results(value)[0]
@@ -84,7 +80,7 @@ def _local_value(value, strategy):
 def _fixed_maybe_symbolic_build(original):
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = self._distribute_strategy  # pylint: disable=protected-access
-        if iterator is None or strategy is None or not in_multi_worker_mode(strategy):
+        if iterator is None or strategy is None or not distribute.in_multi_worker_mode(strategy):
             return original(self, iterator=iterator, data_batch=data_batch)
         # Bug A: as upstream, peek at the first batch, but keep this worker's
         # local value instead of a cross-worker reduce of the whole nest.
@@ -100,7 +96,7 @@ def _fixed_maybe_symbolic_build(original):
 
 def _fixed_reduce_per_replica(original):
     def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and in_multi_worker_mode(strategy):
+        if reduction in ("auto", "mean") and distribute.in_multi_worker_mode(strategy):
             # Bug B: mean across replicas only (axis=None), as the
             # single-worker branch does; axis=0 fails on scalar logs.
             return keras.tree.map_structure(
@@ -135,7 +131,7 @@ def apply(strategy, force=False, only=None):
     """
     if keras.config.backend() != "tensorflow":
         return []
-    if not force and not in_multi_worker_mode(strategy):
+    if not force and not distribute.in_multi_worker_mode(strategy):
         return []
     bugs = ["A", "B"] if force else bugs_for_version()
     bugs = [bug for bug in bugs if only is None or bug in only]

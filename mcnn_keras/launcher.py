@@ -1,13 +1,14 @@
 """Starts N local workers of a multi-worker job, the paper's "several workers per node".
 
 `launch_local` runs `command` N times on this host, each process with its own
-TF_CONFIG (all on 127.0.0.1, distinct free ports). With `pin_cores`, worker i
-is bound to its own cores (`os.sched_setaffinity` before exec) and told to use
-exactly that many intra-op threads (TF_NUM_INTRAOP_THREADS; inter-op 1 for one
-core, else 2). Output is forwarded line by line with a `[worker i] ` prefix.
-If a worker exits non-zero the others are stopped (SIGTERM, then SIGKILL
-after a grace period) and the launcher returns that worker's code; SIGTERM
-and SIGINT sent to the launcher are forwarded to all workers.
+TF_CONFIG (all on 127.0.0.1, distinct free ports: `cluster.local_tf_configs`).
+With `pin_cores`, worker i is bound to its own cores (`os.sched_setaffinity`
+before exec) and told to use exactly that many intra-op threads
+(TF_NUM_INTRAOP_THREADS; inter-op 1 for one core, else 2). Output is
+forwarded line by line with a `[worker i] ` prefix. If a worker exits
+non-zero the others are stopped (SIGTERM, then SIGKILL after a grace period)
+and the launcher returns that worker's code; SIGTERM and SIGINT sent to the
+launcher are forwarded to all workers.
 
 Usage:
 
@@ -20,38 +21,16 @@ runtime honours them) call `configure_threads_from_env()` before any op.
 """
 
 import ctypes
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
+from mcnn_keras import cluster
+
 _PR_SET_PDEATHSIG = 1
-
-
-def free_ports(count, host="127.0.0.1"):
-    """`count` distinct free TCP ports on `host` (bound at once, so distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def local_tf_configs(num_workers, host="127.0.0.1", ports=None):
-    """One TF_CONFIG JSON text per worker; worker 0 is the chief."""
-    ports = ports or free_ports(num_workers, host)
-    cluster = {"worker": [f"{host}:{port}" for port in ports]}
-    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            for i in range(num_workers)]
 
 
 def core_assignment(num_workers, threads_per_worker=0, available=None):
@@ -157,7 +136,7 @@ def launch_local(command, num_workers, pin_cores=False, threads_per_worker=0,
     log = log or stderr
     cores = (core_assignment(num_workers, threads_per_worker) if pin_cores
              else [None] * num_workers)
-    configs = local_tf_configs(num_workers)
+    configs = cluster.local_tf_configs(num_workers)
     lock = threading.Lock()
     procs, threads = [], []
     workers = _Workers(procs, threads)

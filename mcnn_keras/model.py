@@ -4,7 +4,8 @@ Seven pathways read the same image at scales s = 1, 2, 4, ..., 64: max-pool
 s x s, three 5x5 SAME convolutions with ReLU, max-pool (64/s) x (64/s). All end
 at H/64 x W/64 and are concatenated (208 channels), merged by a 1x1 conv to
 1024 channels, pooled 2x2, flattened and classified by two dense layers.
-See docs in `../shared/docs/mcnn-architecture.md`.
+The figures it must reproduce (parameters, FLOPs, activation bytes at
+1024 x 1280 and 724 -> 768) are asserted in tests/test_model.py.
 
 Usage:
 
@@ -16,47 +17,14 @@ first layer, so the same model serves training (raw TFRecord bytes) and the
 exported SavedModel (uint8 in). Outputs are float32 logits.
 """
 
-import dataclasses
-
 import keras
 
 from mcnn_keras.factored_dense import FactoredDense
-
-SCALES = (1, 2, 4, 8, 16, 32, 64)
-FILTERS = (16, 16, 16, 32, 32, 32, 64)
-CONVS_PER_PATHWAY = 3
-KERNEL = 5
-MERGE_FILTERS = 1024
-DENSE_UNITS = 512
-# Every pathway ends at H/64 x W/64 only if 64 divides the size; with a multiple
-# of 128 the final 2x2 pool is exact too (e.g. 256 x 320 floors 4 x 5 to 2 x 2).
-SIZE_MULTIPLE = 64
-# Dataset B of the paper: 724 x 724 = 1024 / sqrt(2), zero-padded by 22 pixels
-# per side, since 724 is no multiple of 128 and the pathways would not align.
-PADDED_SIZES = {724: 768}
-
-
-def padded_size(size):
-    """Returns the size the network runs at for an input side of `size`."""
-    return PADDED_SIZES.get(size, size)
-
-
-def check_input_size(height, width):
-    """Raises ValueError unless the network can run on height x width."""
-    for name, size in (("height", height), ("width", width)):
-        if not isinstance(size, int) or size <= 0:
-            raise ValueError(f"image {name} must be a positive integer, got {size!r}")
-        if padded_size(size) % SIZE_MULTIPLE:
-            raise ValueError(
-                f"image {name} {size} is not supported: the M-CNN needs a multiple "
-                f"of {SIZE_MULTIPLE} (or 724, zero-padded to 768)")
-
-
-def flat_features(height, width):
-    """Inputs of the first dense layer: 81 920 at 1024 x 1280."""
-    check_input_size(height, width)
-    return (padded_size(height) // 128) * (padded_size(width) // 128) * MERGE_FILTERS
-
+# The shape and analytic cost of the network live in topology.py (no
+# TensorFlow); re-exported here, where users look for them.
+from mcnn_keras.topology import (  # pylint: disable=unused-import
+    CONVS_PER_PATHWAY, DENSE_UNITS, FILTERS, KERNEL, MERGE_FILTERS, PADDED_SIZES, SCALES,
+    SIZE_MULTIPLE, ModelCost, check_input_size, flat_features, model_cost, padded_size)
 
 def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0.0,
                 factored_dense=False, name="mcnn"):
@@ -109,53 +77,3 @@ def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0
     x = dense(DENSE_UNITS, activation="relu", name="ip0", **weights)(x)
     logits = keras.layers.Dense(num_classes, name="ip3", **{**weights, "dtype": "float32"})(x)
     return keras.Model(images, logits, name=name)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelCost:
-    """Analytic per-image cost of the M-CNN forward pass."""
-
-    parameters: int
-    forward_flops: int  # 2 x multiply-accumulates of convs and dense layers
-    conv_activation_bytes: int  # one float32 tensor per conv (the paper's Fig. 2)
-    all_activation_bytes: int  # every layer output (pools, concat, dense, ...)
-
-    @property
-    def training_flops(self):
-        return 3 * self.forward_flops
-
-
-def model_cost(height, width, num_classes=13, bytes_per_value=4):
-    """Returns the analytic `ModelCost` of one image at height x width."""
-    check_input_size(height, width)
-    h, w = padded_size(height), padded_size(width)
-    params = flops = conv_values = all_values = 0
-    all_values += h * w * 3  # the scaled (and padded) input
-
-    def conv(hh, ww, cin, cout, k):
-        nonlocal params, flops, conv_values, all_values
-        params += k * k * cin * cout + cout
-        flops += 2 * hh * ww * k * k * cin * cout
-        conv_values += hh * ww * cout
-        all_values += hh * ww * cout
-
-    for scale, filters in zip(SCALES, FILTERS):
-        hh, ww, cin = h // scale, w // scale, 3
-        if scale > 1:
-            all_values += hh * ww * cin
-        for _ in range(CONVS_PER_PATHWAY):
-            conv(hh, ww, cin, filters, KERNEL)
-            cin = filters
-        if scale < SCALES[-1]:
-            all_values += (h // 64) * (w // 64) * filters
-    concat = sum(FILTERS)
-    all_values += (h // 64) * (w // 64) * concat
-    conv(h // 64, w // 64, concat, MERGE_FILTERS, 1)
-    flat = flat_features(height, width)
-    all_values += 2 * flat  # pool, flatten
-    for fan_in, fan_out in ((flat, DENSE_UNITS), (DENSE_UNITS, num_classes)):
-        params += fan_in * fan_out + fan_out
-        flops += 2 * fan_in * fan_out
-        all_values += fan_out
-    return ModelCost(params, flops, conv_values * bytes_per_value,
-                     all_values * bytes_per_value)

@@ -6,21 +6,22 @@ Usage:
     plot_confusion_matrix(confusion, class_names, "run/eval/confusion_matrix.png")
 """
 
-import os
-import uuid
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from mcnn_keras import atomic  # pylint: disable=wrong-import-position
+
 
 def _save(fig, path):
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".plot-{uuid.uuid4().hex}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    """Saves `fig` to `path` atomically (format from the extension) and closes it."""
+    try:
+        with atomic.atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -30,7 +31,7 @@ def plot_training_curves(history, path):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
     panels = [("loss", ["loss", "val_loss"], "loss"),
               ("top-1 accuracy", ["top1", "val_top1"], "accuracy"),
-              ("learning rate", ["lr"], "learning rate")]
+              ("learning rate", ["learning_rate"], "learning rate")]
     for ax, (title, keys, ylabel) in zip(axes, panels):
         for key in keys:
             values = [h.get(key) for h in history]

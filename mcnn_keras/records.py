@@ -20,11 +20,14 @@ Usage:
         writer.write(encode_example(image, label, {"class_name": "DMSO"}))
 """
 
+import gzip
 import os
-import uuid
+import struct
 
 import numpy as np
 import tensorflow as tf
+
+from mcnn_keras import atomic
 
 GZIP_MAGIC = b"\x1f\x8b"
 METADATA_KEYS = ("class_name", "compound", "concentration", "plate", "well",
@@ -139,22 +142,17 @@ def compression_type(path):
 def write_shard(path, serialized_examples, compression=""):
     """Writes records to `path` atomically; returns how many were written.
 
-    The records go to a temporary file in the same directory, which is renamed
-    over `path` only once it is complete and flushed. `compression` is "" or
-    "GZIP"; readers detect it from the file itself (`compression_type`).
+    The records go to a temporary file in the same directory (`atomic.atomic_file`,
+    gs:// too), which is renamed over `path` only once it is complete and
+    closed. `compression` is "" or "GZIP"; readers detect it from the file
+    itself (`compression_type`).
     """
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     count = 0
-    try:
+    with atomic.atomic_file(path) as tmp:
         with tf.io.TFRecordWriter(tmp, options=compression or None) as writer:
             for record in serialized_examples:
                 writer.write(record)
                 count += 1
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    except BaseException:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
-        raise
     return count
 
 
@@ -196,3 +194,61 @@ class ShardedRecordWriter:
         if exc_type is None:
             self.close()
         return False
+
+
+# --- TFRecord framing, read without TensorFlow ops ---------------------------
+# uint64 length, uint32 masked CRC-32C of the length, the record, its CRC.
+# Plain Python, so the binaries can look at a file before the distribution
+# strategy starts TensorFlow's runtime.
+
+_CRC32C_TABLE = []
+for _n in range(256):
+    _c = _n
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC32C_TABLE.append(_c)
+
+
+def masked_crc32c(data):
+    """TFRecord's masked CRC-32C of `data`."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _first_record(path, read_record=False):
+    """(12-byte header, first record or b"") of a TFRecord file."""
+    gzipped = compression_type(path) == "GZIP"
+    with tf.io.gfile.GFile(path, "rb") as raw:
+        f = gzip.GzipFile(fileobj=raw) if gzipped else raw
+        header = f.read(12)
+        record = f.read(struct.unpack("<Q", header[:8])[0]) if (
+            read_record and len(header) == 12) else b""
+    return header, record
+
+
+def check_file(path):
+    """Raises ValueError naming `path` unless it starts like a TFRecord file.
+
+    Reads only the first record header (length and its masked CRC-32C), so it
+    is cheap even for multi-GB shards; gzip-compressed shards are accepted.
+    """
+    try:
+        header, _ = _first_record(path)
+    except (OSError, tf.errors.OpError) as e:
+        raise ValueError(f"{path}: cannot read TFRecord file ({e})") from None
+    if not header:
+        raise ValueError(f"{path}: empty file, not a TFRecord shard")
+    if len(header) < 12 or struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+        raise ValueError(f"{path}: not a TFRecord file (bad record header)")
+
+
+def image_size(path):
+    """(height, width) of the first record in a TFRecord file (no TF op runs)."""
+    header, record = _first_record(path, read_record=True)
+    if len(header) < 12:
+        raise ValueError(f"{path}: no records")
+    feature = tf.train.Example.FromString(record).features.feature
+    return int(feature["height"].int64_list.value[0]), int(feature["width"].int64_list.value[0])

@@ -45,13 +45,13 @@ def bars_split_dir(directory, num_train, num_val, train_shards):
 
 def small_run_config(data_dir, model_dir, **overrides):
     """A TrainConfig for a few fast epochs on `write_bars_dataset` data."""
-    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import config  # pylint: disable=import-outside-toplevel
     args = dict(train_files=f"{data_dir}/train-*.tfrecord",
                 val_files=f"{data_dir}/val-*.tfrecord", model_dir=str(model_dir),
                 height=128, width=128, batch_size=8, epochs=2, base_lr=0.02,
                 warmup_epochs=0.5, verbose=0, seed=3)
     args.update(overrides)
-    return training.TrainConfig(**args)
+    return config.TrainConfig.from_flat(args)
 
 
 def checkpoint_weights(model_dir):

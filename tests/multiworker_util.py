@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from mcnn_keras.launcher import free_ports  # pylint: disable=unused-import (tests use mw.free_ports)
+from mcnn_keras.cluster import free_ports
 
 REPO_ROOT = pathlib.Path(os.path.abspath(__file__)).parent.parent
 
@@ -129,3 +129,78 @@ def format_results(results, tail=3000):
 def python_command(code):
     """A command running `code` in a fresh interpreter of this venv."""
     return [sys.executable, "-c", code]
+
+
+# --- Training jobs of the real `mcnn-train` binary ---------------------------
+
+SIZE = 128  # image side of the multi-worker tests' data
+TIMEOUT_S = 30  # --collective_timeout_s of every multi-worker run
+TRAIN_MODULE = [sys.executable, "-m", "mcnn_keras.cli.train"]
+# The same binary, every worker also saving its final weights (--final_weights_npz).
+TRAIN_SAVING_WEIGHTS = [sys.executable, str(REPO_ROOT / "tests" / "train_saving_weights.py")]
+
+
+def write_data(directory, num_train=48, num_val=16, num_shards=4, num_val_shards=2, seed=3):
+    """Synthetic SIZE x SIZE shards (train-* and val-*) in `directory`."""
+    from mcnn_keras import synthetic  # pylint: disable=import-outside-toplevel
+    synthetic.write_synthetic_dataset(str(directory), SIZE, SIZE, num_train=num_train,
+                                      num_val=num_val, num_shards=num_shards,
+                                      num_val_shards=num_val_shards, seed=seed, progress=False)
+    return directory
+
+
+def train_command(data_dir, model_dir, program=TRAIN_MODULE, **flags):
+    """A multi-worker `mcnn-train` command line; `flags` override the defaults."""
+    values = {"train_files": f"{data_dir}/train-*.tfrecord", "val_files": "",
+              "model_dir": model_dir, "height": SIZE, "width": SIZE, "batch_size": 4,
+              "epochs": 2, "verbose": 2, "tensorboard": False,
+              "strategy": "multi_worker_mirrored", "collective_timeout_s": TIMEOUT_S,
+              "seed": 7}
+    values.update(flags)
+    return list(program) + [f"--{'' if value else 'no'}{name}" if isinstance(value, bool)
+                            else f"--{name}={value}" for name, value in values.items()]
+
+
+def tmpdir_env(tmp_path, tag):
+    """Per-worker TMPDIR (where non-chief scratch dirs go), so a test can inspect it."""
+    def env(index):
+        directory = tmp_path / f"tmp-{tag}-{index}"
+        directory.mkdir(exist_ok=True)
+        return {"TMPDIR": str(directory)}
+    return env
+
+
+def run_training(command, num_workers, tmp_path, tag, timeout_s=300):
+    """Runs `command` as `num_workers` workers (1: a single process) to success."""
+    if num_workers == 1:
+        command = [c for c in command if not c.startswith("--strategy=")] + [
+            "--strategy=default"]
+        configs = [None]
+    else:
+        configs = tf_configs(free_ports(num_workers))
+    results = run_workers(command, configs, timeout_s=timeout_s,
+                          extra_env=tmpdir_env(tmp_path, tag))
+    assert all(r.returncode == 0 for r in results), format_results(results)
+    return results
+
+
+def kill_at_checkpoint(command, env, checkpoint_index, victim, timeout_s=240):
+    """Starts 2 workers, SIGKILLs `victim` once `checkpoint_index` exists.
+
+    Returns both workers' results (the survivor's counted from the kill).
+    """
+    configs = tf_configs(free_ports(2))
+    procs = [start_worker(command, configs[i], env(i)) for i in range(2)]
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not checkpoint_index.exists() and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), format_results(
+                wait_workers(procs, 10))
+            time.sleep(0.05)
+        assert checkpoint_index.exists(), f"no checkpoint {checkpoint_index}"
+        os.killpg(procs[victim].pid, signal.SIGKILL)
+        return wait_workers(procs, 90)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                _kill_group(proc)

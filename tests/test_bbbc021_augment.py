@@ -8,8 +8,9 @@ from mcnn_keras.bbbc021 import augment
 def test_dihedral_variants_square_and_rectangular():
     square = np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)
     variants = augment.dihedral_variants(square)
-    assert len(variants) == 6 and all(v.shape == square.shape for v in variants)
-    assert len({v.tobytes() for v in variants}) == 6
+    assert len(variants) == 8 and all(v.shape == square.shape for v in variants)
+    assert len({v.tobytes() for v in variants}) == 8
+    np.testing.assert_array_equal(variants[0], square)
     rect = square[:, :6]
     assert [v.shape for v in augment.dihedral_variants(rect)] == [rect.shape] * 4
 

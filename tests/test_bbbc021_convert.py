@@ -6,7 +6,6 @@ compared with the fixture's TIFFs processed by an independent numpy reference.
 
 import csv
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -271,6 +270,8 @@ def test_dataset_a_writes_the_shape_preserving_dihedral_variants(bbbc021, tmp_pa
     from mcnn_keras import records  # pylint: disable=import-outside-toplevel
     manifest = convert.convert(options(bbbc021, tmp_path, dataset="A"), progress=False)
     assert manifest["records_per_field"] == {"train": 4, "val": 1}
+    square = convert.ConvertOptions("in", "out", dataset="A", height=WIDTH, width=WIDTH)
+    assert convert.variants_per_field(square, True) == 8  # square fields: the full D4
     by_field = {}
     for path in glob.glob(str(tmp_path / "train-*.tfrecord")):
         for image, label, meta in records.read_examples(path):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mcnn_keras import classes
+from mcnn_keras import classes, config
 from mcnn_keras.bbbc021 import convert, fixture
 
 
@@ -22,10 +22,10 @@ def test_fixture_convert_train_evaluate(tmp_path):
     assert manifest["counts"]["per_class"] == summary["labelled_fields"]
 
     run = tmp_path / "run"
-    result = training.train(training.TrainConfig(
+    result = training.train(config.TrainConfig.from_flat(dict(
         train_files=str(data / "train-*.tfrecord"), val_files=str(data / "val-*.tfrecord"),
         model_dir=str(run), height=128, width=128, batch_size=8, epochs=1,
-        warmup_epochs=0.5, base_lr=0.01, verbose=0, tensorboard=False, seed=1))
+        warmup_epochs=0.5, base_lr=0.01, verbose=0, tensorboard=False, seed=1)))
     assert result is not None
 
     val_files = sorted(str(data / f) for f in manifest["files"]["val"])

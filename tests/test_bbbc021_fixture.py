@@ -50,6 +50,12 @@ def test_fixture_layout_and_counts(tmp_path):
     assert summary["labelled_fields"]["DMSO"] == 2 * 2 * 2
     assert sum(summary["labelled_fields"].values()) == 2 * 2 * 40
     assert sorted(os.listdir(tmp_path))[:2] == [metadata.IMAGE_CSV, metadata.MOA_CSV]
+    # Every plate folder holds exactly the TIFFs the CSV names (no temporaries).
+    on_disk = {(folder, name) for folder in os.listdir(tmp_path)
+               if os.path.isdir(tmp_path / folder) for name in os.listdir(tmp_path / folder)}
+    listed = {(r[f"Image_PathName_{c}"], r[f"Image_FileName_{c}"])
+              for r in rows for c in metadata.CHANNELS}
+    assert on_disk == listed
 
 
 def test_fixture_is_deterministic(tmp_path):

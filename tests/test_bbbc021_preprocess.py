@@ -41,6 +41,9 @@ def test_statistics_round_trip(tmp_path):
     fields = [rng.integers(100, 4000, (64, 64, 3)).astype(np.uint16) for _ in range(3)]
     stats = preprocess.plate_statistics(fields)
     preprocess.save_statistics(str(tmp_path), {"Week1_22123": stats}, sigma=31.25)
+    # Exactly the two final names: no temporary left, no ".npz" appended twice.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [preprocess.MAPS_NPZ,
+                                                          preprocess.STATS_JSON]
     loaded = preprocess.load_statistics(str(tmp_path))["Week1_22123"]
     np.testing.assert_allclose(preprocess.normalize(fields[1], loaded),
                                preprocess.normalize(fields[1], stats), atol=1e-6)

@@ -34,7 +34,7 @@ def tiny_model():
 
 DATA = (np.random.default_rng(0).normal(size=(32, 4)).astype("float32"),
         np.arange(32) % 13)
-SCHEDULE = LinearScalingSchedule(base_lr=0.01, global_batch=16, reference_batch=4,
+SCHEDULE = LinearScalingSchedule(base_lr=0.01, global_batch=16, reference_batch_size=4,
                                  total_steps=12, warmup_steps=4, warmup_start_lr=0.001,
                                  end_lr=1e-4)
 
@@ -46,7 +46,7 @@ def test_learning_rate_follows_the_schedule_every_step_and_after_resume():
     assert [s for s, _ in record.seen] == list(range(12))
     for step, lr in record.seen:
         assert lr == pytest.approx(SCHEDULE(step), rel=1e-6)
-    assert history.history["lr"][-1] == pytest.approx(SCHEDULE(11), rel=1e-6)
+    assert history.history["learning_rate"][-1] == pytest.approx(SCHEDULE(11), rel=1e-6)
 
     # A resumed run: the optimizer's step counter comes back from a checkpoint.
     resumed, record = tiny_model(), RecordLearningRate()

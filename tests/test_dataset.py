@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import dataset, records
+from mcnn_keras import config as mcnn_config, dataset, records
 from data_util import write_indexed_dataset
 
 
@@ -54,46 +54,43 @@ def test_records_of_the_wrong_size_or_label_name_file_and_record(scratch_dir):
 
 def test_file_sharding_is_disjoint_and_complete(files):
     shards = [dataset.files_for_worker(files, w, 3) for w in range(3)]
+    assert shards[0] == files[0::3] and shards[1] == files[1::3]  # file i -> worker i % n
     assert sorted(sum(shards, [])) == files
     assert all(set(a).isdisjoint(b) for i, a in enumerate(shards) for b in shards[i + 1:])
     with pytest.raises(ValueError, match="4 TFRecord files for 5 workers"):
         dataset.files_for_worker(files, 0, 5)
 
 
-def config(**overrides):
-    args = dict(height=128, width=128, batch_size=4, steps_per_epoch=5, seed=7, num_epochs=3)
-    args.update(overrides)
-    return dataset.TrainInput(**args)
+def stream_args(**overrides):
+    """(DataConfig, Stream) for a 128 x 128 stream; overrides go where they belong."""
+    data = dict(height=128, width=128)
+    stream = dict(batch_size=4, steps_per_epoch=5, seed=7, num_epochs=3)
+    for key, value in overrides.items():
+        (stream if key in stream or key in ("start_step", "worker_index") else data)[key] = value
+    return mcnn_config.DataConfig(**data), dataset.Stream(**stream)
+
+
+def train_stream(files, **overrides):
+    return dataset.train_dataset(files, *stream_args(**overrides))
 
 
 def test_stream_is_deterministic_reshuffled_per_epoch_and_resumable(files):
-    full = ids(dataset.train_dataset(files, config()).take(15))
-    assert full == ids(dataset.train_dataset(files, config()).take(15))
-    assert ids(dataset.train_dataset(files, config(seed=8)).take(5)) != full[:5]
+    full = ids(train_stream(files).take(15))
+    assert full == ids(train_stream(files).take(15))
+    assert ids(train_stream(files, seed=8).take(5)) != full[:5]
     epoch1, epoch2 = sum(full[:5], []), sum(full[5:10], [])
     assert epoch1 != epoch2 and len(set(epoch1)) == 20  # no repeats inside an epoch
     for start in (3, 5, 12):  # mid-epoch, at a boundary, in a later epoch
-        resumed = ids(dataset.train_dataset(files, config(start_step=start)).take(15 - start))
+        resumed = ids(train_stream(files, start_step=start).take(15 - start))
         assert resumed == full[start:]
     # Past the planned epochs the stream goes on (Keras never runs dry).
-    assert len(ids(dataset.train_dataset(files, config()).take(25))) == 25
+    assert len(ids(train_stream(files).take(25))) == 25
 
 
 def test_unshuffled_stream_interleaves_files_in_order(files):
-    first = ids(dataset.train_dataset(files, config(shuffle=False, cycle_length=4)).take(1))
+    first = ids(train_stream(files, shuffle=False, cycle_length=4).take(1))
     # Record i sits in shard i % 4 at position i // 4; block_length 1 alternates.
     assert first == [[0, 1, 2, 3]]
-
-
-def test_dihedral_variants():
-    image = tf.reshape(tf.range(2 * 2 * 1), (2, 2, 1))
-    outs = {tuple(dataset.apply_dihedral(image, v).numpy().ravel()) for v in range(6)}
-    assert len(outs) == 6
-    assert dataset.dihedral_variants(128, 128) == 6
-    assert dataset.dihedral_variants(128, 256) == 3
-    rect = tf.zeros((128, 256, 3), tf.uint8)
-    for v in range(dataset.dihedral_variants(128, 256)):
-        assert dataset.apply_dihedral(rect, v).shape == (128, 256, 3)
 
 
 def test_augmentation_changes_images_deterministically(scratch_dir):
@@ -103,11 +100,11 @@ def test_augmentation_changes_images_deterministically(scratch_dir):
             writer.write(records.encode_example(
                 rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), i % 13))
     files = dataset.list_files(f"{scratch_dir}/aug-*")
-    plain = [x.numpy() for x, _ in dataset.train_dataset(files, config(steps_per_epoch=4)).take(4)]
-    aug = [x.numpy() for x, _ in dataset.train_dataset(
-        files, config(steps_per_epoch=4, augment=True)).take(4)]
-    again = [x.numpy() for x, _ in dataset.train_dataset(
-        files, config(steps_per_epoch=4, augment=True)).take(4)]
+    plain = [x.numpy() for x, _ in train_stream(files, steps_per_epoch=4).take(4)]
+    aug = [x.numpy() for x, _ in train_stream(
+        files, steps_per_epoch=4, augment=True).take(4)]
+    again = [x.numpy() for x, _ in train_stream(
+        files, steps_per_epoch=4, augment=True).take(4)]
     assert any(not np.array_equal(a, p) for a, p in zip(aug, plain))
     assert all(np.array_equal(a, b) for a, b in zip(aug, again))
 
@@ -116,4 +113,4 @@ def test_eval_dataset_reads_everything_once(files):
     seen = sorted(sum(ids(dataset.eval_dataset(files, 128, 128, 5)), []))
     assert seen == list(range(48))
     assert dataset.count_records(files) == {f: 12 for f in files}
-    assert dataset.image_size(files[0]) == (128, 128)
+    assert records.image_size(files[0]) == (128, 128)

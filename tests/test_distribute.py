@@ -1,80 +1,40 @@
-"""mcnn_keras.distribute: TF_CONFIG validation, strategies, Slurm, writer dirs."""
+"""mcnn_keras.distribute: strategies, multi-worker mode, per-worker input, writer dirs.
+
+TF_CONFIG validation and Slurm are `mcnn_keras.cluster` (test_cluster.py).
+"""
 
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
+import tensorflow as tf
 
-from mcnn_keras import distribute
+from mcnn_keras import cluster, distribute
 import multiworker_util as mw
 
-GOOD = {"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
-        "task": {"type": "worker", "index": 1}}
+_TWO_WORKERS = ["127.0.0.1:2222", "127.0.0.1:2223"]
 
-
-def _with(**changes):
-    config = json.loads(json.dumps(GOOD))
-    for path, value in changes.items():
-        target = config
-        *parents, last = path.split("__")
-        for key in parents:
-            target = target[key]
-        if value is _DELETE:
-            del target[last]
-        else:
-            target[last] = value
-    return json.dumps(config)
-
-
-_DELETE = object()
-
-# (TF_CONFIG text, the words its one-line error must contain)
+# (TF_CONFIG text, the words its one-line error must contain); every case of
+# the validation is in test_cluster.py, these go through a real process.
 BAD_CONFIGS = {
     "malformed_json": ('{"cluster": {"worker": ["a:1"]}, "task": ', "not valid JSON"),
-    "not_an_object": ("[1, 2]", "must be a JSON object"),
-    "missing_cluster": (_with(cluster=_DELETE), "no 'cluster' object"),
-    "missing_task": (_with(task=_DELETE), "no 'task' object"),
-    "index_out_of_range": (_with(task__index=2), "task.index 2 is out of range"),
-    "negative_index": (_with(task__index=-1), "task.index -1 is out of range"),
-    "index_not_int": (_with(task__index="1"), "task.index must be an integer"),
-    "no_port": (_with(cluster__worker=["127.0.0.1:2222", "host2"]),
+    "missing_cluster": (json.dumps({"task": {"type": "worker", "index": 1}}),
+                        "no 'cluster' object"),
+    "index_out_of_range": (json.dumps({"cluster": {"worker": _TWO_WORKERS},
+                                       "task": {"type": "worker", "index": 2}}),
+                           "task.index 2 is out of range"),
+    "no_port": (json.dumps({"cluster": {"worker": ["127.0.0.1:2222", "host2"]},
+                            "task": {"type": "worker", "index": 1}}),
                 "address 'host2' has no valid port"),
-    "bad_port": (_with(cluster__worker=["127.0.0.1:22x", "h:1"]),
-                 "address '127.0.0.1:22x' has no valid port"),
-    "unknown_task_type": (_with(task__type="master"), "task.type 'master' is not a job"),
-    "unknown_job": (_with(cluster__trainer=["h:1"]), "unknown job 'trainer'"),
-    "empty_worker_list": (_with(cluster__worker=[]), "must be a non-empty list"),
 }
 
 
-@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
-def test_bad_tf_config_one_line_error(name):
-    text, words = BAD_CONFIGS[name]
-    with pytest.raises(ValueError) as info:
-        distribute.parse_tf_config(text)
-    message = str(info.value)
-    assert words in message
-    assert "\n" not in message and message.startswith("TF_CONFIG")
-
-
-def test_parse_tf_config_roles():
-    assert distribute.parse_tf_config(_with(task__index=0)) == distribute.TaskInfo(
-        "worker", 0, 0, 2, True)
-    assert distribute.parse_tf_config(json.dumps(GOOD)) == distribute.TaskInfo(
-        "worker", 1, 1, 2, False)
-    with_chief = {"cluster": {"chief": ["h:1"], "worker": ["h:2", "h:3"]},
-                  "task": {"type": "worker", "index": 0}}
-    # With a chief task the chief is worker 0 and trains too.
-    assert distribute.parse_tf_config(json.dumps(with_chief)) == distribute.TaskInfo(
-        "worker", 0, 1, 3, False)
-    with_chief["task"] = {"type": "chief", "index": 0}
-    assert distribute.parse_tf_config(json.dumps(with_chief)).is_chief
-    evaluator = {"cluster": {"worker": ["h:1"], "evaluator": ["h:9"]},
-                 "task": {"type": "evaluator", "index": 0}}
-    assert distribute.parse_tf_config(json.dumps(evaluator)).worker_index == -1
+@pytest.fixture
+def no_tf_config(monkeypatch):
+    """A single process: no TF_CONFIG, whatever the caller's environment."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)
 
 
 def test_make_strategy_rejects_unknown_names():
@@ -85,12 +45,39 @@ def test_make_strategy_rejects_unknown_names():
 
 
 def test_single_process_strategies():
-    import tensorflow as tf
     for name in ("default", "one_device", "mirrored"):
         strategy = distribute.make_strategy(name)
         assert strategy.num_replicas_in_sync == 1
-        assert distribute.task_info(strategy) == distribute.SINGLE_PROCESS
+        assert distribute.task_info(strategy) == cluster.SINGLE_PROCESS
     assert isinstance(distribute.make_strategy("one_device"), tf.distribute.OneDeviceStrategy)
+
+
+def test_in_multi_worker_mode_false_in_a_single_process(no_tf_config):
+    """Every single-process strategy, as TensorFlow's private check says."""
+    assert not distribute.in_multi_worker_mode(None)
+    assert distribute.task_info(None) == cluster.SINGLE_PROCESS
+    for name in distribute.STRATEGIES:
+        strategy = distribute.make_strategy(name)
+        private = strategy.extended._in_multi_worker_mode()  # pylint: disable=protected-access
+        assert distribute.in_multi_worker_mode(strategy) is private is False, name
+    single_worker = distribute.make_strategy("multi_worker_mirrored")
+    assert isinstance(single_worker, tf.distribute.MultiWorkerMirroredStrategy)
+    assert distribute.task_info(single_worker) == cluster.SINGLE_PROCESS
+
+
+def test_per_worker_dataset_single_process(no_tf_config):
+    calls = []
+
+    def make(worker, num_workers, batch):
+        calls.append((worker, num_workers, batch))
+        return tf.data.Dataset.range(10).batch(batch)
+
+    for name in distribute.STRATEGIES:
+        strategy = distribute.make_strategy(name)
+        ds = distribute.per_worker_dataset(strategy, make, 4)
+        assert isinstance(ds, tf.data.Dataset), name  # returned as it is
+        assert next(iter(ds)).numpy().tolist() == [0, 1, 2, 3]
+    assert calls == [(0, 1, 4)] * len(distribute.STRATEGIES)
 
 
 MAKE_STRATEGY = ("from mcnn_keras import distribute; "
@@ -128,104 +115,45 @@ def test_missing_peer_fails_within_timeout_instead_of_hanging():
         assert seconds < 40
 
 
+# Each worker: its roles, whether make_strategy installed the Keras fix (it
+# must not), multi-worker mode (ours and TensorFlow's private one), and what
+# per_worker_dataset gives it.
+TWO_WORKERS = r"""
+import json
+import tensorflow as tf
+from mcnn_keras import distribute, keras_multiworker_fix as f
+s = distribute.make_strategy('multi_worker_mirrored', 'RING', 30)
+installed_by_make_strategy = f.is_applied()
+f.apply(s)
+t = distribute.task_info(s)
+print('INFO', json.dumps([t.worker_index, t.num_workers, t.is_chief,
+                          s.num_replicas_in_sync, f.is_applied()]))
+def make(worker, num_workers, batch):
+    return tf.data.Dataset.from_tensors(
+        tf.constant([[worker, num_workers, batch]], tf.int64)).repeat()
+ds = distribute.per_worker_dataset(s, make, 3)
+first = s.experimental_local_results(next(iter(ds)))[0].numpy()[0].tolist()
+print('MODE', json.dumps([installed_by_make_strategy, distribute.in_multi_worker_mode(s),
+                          s.extended._in_multi_worker_mode(),
+                          isinstance(ds, tf.data.Dataset), first]))
+"""
+
+
 @pytest.mark.slow
-def test_two_workers_build_strategy_and_agree_on_roles():
-    code = ("import json; from mcnn_keras import distribute, keras_multiworker_fix as f; "
-            "s = distribute.make_strategy('multi_worker_mirrored', 'RING', 30); "
-            "t = distribute.task_info(s); "
-            "print('INFO', json.dumps([t.worker_index, t.num_workers, t.is_chief, "
-            "s.num_replicas_in_sync, f.is_applied()]))")
-    results = mw.run_workers(mw.python_command(code), mw.tf_configs(mw.free_ports(2)),
-                             timeout_s=120)
+@pytest.mark.parametrize("chief", [False, True], ids=["workers", "chief_and_worker"])
+def test_two_workers_build_strategy_and_agree_on_roles(chief):
+    results = mw.run_workers(mw.python_command(TWO_WORKERS),
+                             mw.tf_configs(mw.free_ports(2), chief=chief), timeout_s=120)
     assert all(r.returncode == 0 for r in results), mw.format_results(results)
-    infos = [json.loads(r.stdout.split("INFO ")[1]) for r in results]
+    infos = [json.loads(r.stdout.split("INFO ")[1].splitlines()[0]) for r in results]
     assert infos == [[0, 2, True, 2, ["A", "B"]], [1, 2, False, 2, ["A", "B"]]]
-
-
-# --- Slurm -------------------------------------------------------------------
-
-def test_expand_hostlist():
-    assert distribute.expand_hostlist("node[01-03,7]") == ["node01", "node02", "node03",
-                                                           "node7"]
-    assert distribute.expand_hostlist("a,b[8-10],c") == ["a", "b8", "b9", "b10", "c"]
-    assert distribute.expand_hostlist("r[1-2]-n[1-2]") == ["r1-n1", "r1-n2", "r2-n1", "r2-n2"]
-    with pytest.raises(ValueError, match="unbalanced"):
-        distribute.expand_hostlist("node[1-2")
-
-
-def test_expand_tasks_per_node():
-    assert distribute.expand_tasks_per_node("2(x3),1", 4) == [2, 2, 2, 1]
-    assert distribute.expand_tasks_per_node("4", 3) == [4, 4, 4]
-    with pytest.raises(ValueError, match="does not match 2 nodes"):
-        distribute.expand_tasks_per_node("2(x3)", 2)
-
-
-SLURM_ENV = {"SLURM_JOB_NODELIST": "node[01-02,7]", "SLURM_NTASKS": "6",
-             "SLURM_STEP_TASKS_PER_NODE": "2(x3)", "SLURM_PROCID": "3",
-             "SLURMD_NODENAME": "node02"}
-
-
-def test_slurm_tf_config_from_fake_environ():
-    config = json.loads(distribute.slurm_tf_config(SLURM_ENV, base_port=9000))
-    assert config["cluster"]["worker"] == [
-        "node01:9000", "node01:9001", "node02:9000", "node02:9001", "node7:9000",
-        "node7:9001"]
-    assert config["task"] == {"type": "worker", "index": 3}
-    task = distribute.parse_tf_config(json.dumps(config))  # valid for make_strategy
-    assert (task.worker_index, task.num_workers, task.is_chief) == (3, 6, False)
-
-
-def test_slurm_tf_config_one_task_per_node_without_counts():
-    env = {"SLURM_JOB_NODELIST": "c[1-2]", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"}
-    config = json.loads(distribute.slurm_tf_config(env))
-    assert config["cluster"]["worker"] == ["c1:8888", "c2:8888"]
-    assert distribute.parse_tf_config(json.dumps(config)).is_chief
-
-
-@pytest.mark.parametrize("change, words", [
-    ({"SLURM_PROCID": None}, "SLURM_PROCID is not set"),
-    ({"SLURM_NTASKS": "5"}, "SLURM_NTASKS=5 but"),
-    ({"SLURM_PROCID": "6"}, "SLURM_PROCID=6 is out of range"),
-    ({"SLURMD_NODENAME": "node01"}, "use srun --distribution=block"),
-])
-def test_slurm_tf_config_errors(change, words):
-    env = dict(SLURM_ENV, **change)
-    env = {k: v for k, v in env.items() if v is not None}
-    with pytest.raises(ValueError, match=words.replace("[", r"\[")):
-        distribute.slurm_tf_config(env)
-
-
-def test_slurm_tf_config_matches_tensorflow_resolver():
-    """Same cluster as TF's own SlurmClusterResolver for the same environment."""
-    import tensorflow as tf
-    env = {"SLURM_JOB_NODELIST": "n[1-2]", "SLURM_STEP_NODELIST": "n[1-2]",
-           "SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2",
-           "SLURM_STEP_TASKS_PER_NODE": "2(x2)", "SLURM_TASKS_PER_NODE": "2(x2)"}
-    ours = json.loads(distribute.slurm_tf_config(env, base_port=8888))
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
-            port_base=8888, gpus_per_node=2, gpus_per_task=1)  # 0 GPUs crashes it
-        theirs = resolver.cluster_spec().as_dict()
-        assert (resolver.task_type, resolver.task_id) == ("worker", 2)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    assert sorted(theirs["worker"]) == sorted(ours["cluster"]["worker"])
-
-
-def test_print_slurm_tf_config_cli():
-    result = subprocess.run(
-        [sys.executable, "-m", "mcnn_keras.cli.launch", "--print_slurm_tf_config",
-         "--base_port=7000"], env=mw.worker_env(extra=SLURM_ENV), capture_output=True,
-        text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["cluster"]["worker"][0] == "node01:7000"
+    modes = [json.loads(r.stdout.split("MODE ")[1].splitlines()[0]) for r in results]
+    # The fix is the caller's; multi-worker mode as TensorFlow has it; each
+    # worker builds its own input (worker index, 2 workers, per-replica batch).
+    assert modes == [[[], True, True, False, [i, 2, 3]] for i in range(2)]
 
 
 def test_peer_failure_message():
-    import tensorflow as tf
     raw = tf.errors.UnavailableError(None, None, (
         "Graph execution error:\n\nDetected at node sgd/CollectiveReduceV2 defined at:\n"
         "  File \"x.py\", line 4, in <module>\n\n"
@@ -237,11 +165,11 @@ def test_peer_failure_message():
     assert "\n" not in error.message
 
 
-# --- writers and shards ----------------------------------------------------------
+# --- writers ---------------------------------------------------------------------
 
 def test_writer_dir_chief_vs_non_chief(tmp_path):
     model_dir = str(tmp_path / "run")
-    chief, other = (distribute.TaskInfo("worker", i, i, 2, i == 0) for i in range(2))
+    chief, other = (cluster.TaskInfo("worker", i, i, 2, i == 0) for i in range(2))
     assert distribute.writer_dir(model_dir, chief) == model_dir
     scratch = distribute.writer_dir(model_dir, other)
     assert os.path.isdir(scratch) and not scratch.startswith(model_dir)
@@ -251,12 +179,3 @@ def test_writer_dir_chief_vs_non_chief(tmp_path):
     os.makedirs(model_dir)
     distribute.cleanup_writer_dir(model_dir, model_dir)  # the chief's is kept
     assert os.path.isdir(model_dir)
-
-
-def test_shard_files_for_worker():
-    files = [f"f{i}" for i in range(5)]
-    shards = [distribute.shard_files_for_worker(files, distribute.TaskInfo(
-        "worker", i, i, 2, i == 0)) for i in range(2)]
-    assert shards == [["f0", "f2", "f4"], ["f1", "f3"]]
-    with pytest.raises(ValueError, match="2 TFRecord files for 3 workers"):
-        distribute.shard_files_for_worker(files[:2], distribute.TaskInfo("worker", 0, 0, 3))

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from mcnn_keras import evaluation, export, training
 from mcnn_keras.classes import MOA_CLASSES
+from mcnn_keras.run_dir import RunDir
 from data_util import bars_split_dir, small_run_config
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_reloaded_export_matches_the_keras_model(run_dir, tmp_path):
-    model, _, _ = export.restore_from_checkpoint(str(run_dir))
+    model, _, _ = RunDir(str(run_dir)).restore_model()
     images = np.random.default_rng(0).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
     expected = tf.nn.softmax(model(images)).numpy()
     np.save(tmp_path / "images.npy", images)

@@ -7,6 +7,7 @@ identical; the same script without the fix fails with upstream bug A or B
 """
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -90,6 +91,17 @@ def test_same_script_without_fix_fails_with_upstream_bug(tmp_path, mode, bug):
     assert not any(r.timed_out for r in results), mw.format_results(results)
     assert all(r.returncode != 0 for r in results), mw.format_results(results)
     assert any(BUG_MESSAGES[bug] in r.stderr for r in results), mw.format_results(results)
+
+
+def test_uses_distribute_in_multi_worker_mode_without_import_cycle():
+    """No copy of `distribute.in_multi_worker_mode`; distribute does not import the fix."""
+    assert not hasattr(fix, "in_multi_worker_mode")
+    code = ("import sys, mcnn_keras.distribute; "
+            "assert 'mcnn_keras.keras_multiworker_fix' not in sys.modules; "
+            "import mcnn_keras.keras_multiworker_fix")
+    result = subprocess.run(mw.python_command(code), env=mw.worker_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_version_ranges():

@@ -20,8 +20,6 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -31,60 +29,28 @@ import multiworker_util as mw
 
 pytestmark = pytest.mark.slow
 
-SIZE = 128
-TIMEOUT_S = 30  # --collective_timeout_s of every multi-worker run
+SIZE, TIMEOUT_S = mw.SIZE, mw.TIMEOUT_S
+tmpdir_env = mw.tmpdir_env
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """4 train shards (48 images) and 2 val shards (16), 128 x 128."""
-    from mcnn_keras import synthetic
-    directory = tmp_path_factory.mktemp("mw-data")
-    synthetic.write_synthetic_dataset(str(directory), SIZE, SIZE, num_train=48, num_val=16,
-                                      num_shards=4, num_val_shards=2, seed=3, progress=False)
-    return directory
+    return mw.write_data(tmp_path_factory.mktemp("mw-data"))
 
 
 def train_command(data_dir, model_dir, weights, **flags):
-    """The mcnn-train command line; `flags` override the defaults below."""
-    values = {"train_files": f"{data_dir}/train-*.tfrecord", "val_files": "",
-              "model_dir": model_dir, "height": SIZE, "width": SIZE, "batch_size": 4,
-              "epochs": 2, "verbose": 2, "tensorboard": False,
-              "strategy": "multi_worker_mirrored", "collective_timeout_s": TIMEOUT_S,
-              "final_weights_npz": weights, "seed": 7}
-    values.update(flags)
-    args = []
-    for name, value in values.items():
-        if isinstance(value, bool):
-            args.append(f"--{'' if value else 'no'}{name}")
-        else:
-            args.append(f"--{name}={value}")
-    return [sys.executable, "-m", "mcnn_keras.cli.train"] + args
-
-
-def tmpdir_env(tmp_path, tag):
-    """Per-worker TMPDIR (where non-chief scratch dirs go), so we can inspect it."""
-    def env(index):
-        directory = tmp_path / f"tmp-{tag}-{index}"
-        directory.mkdir(exist_ok=True)
-        return {"TMPDIR": str(directory)}
-    return env
+    """mcnn-train whose every worker saves its final weights to `weights`."""
+    return mw.train_command(data_dir, model_dir, mw.TRAIN_SAVING_WEIGHTS,
+                            final_weights_npz=weights, **flags)
 
 
 def run_job(data_dir, tmp_path, tag, num_workers=2, timeout_s=300, **flags):
     """Trains `num_workers` workers to the end; returns (results, weights, model_dir)."""
     model_dir = tmp_path / f"run-{tag}"
     weights = str(tmp_path / f"weights-{tag}-{{worker}}.npz")
-    command = train_command(data_dir, model_dir, weights, **flags)
-    if num_workers == 1:
-        command = [c for c in command if not c.startswith("--strategy=")] + [
-            "--strategy=default"]
-        configs = [None]
-    else:
-        configs = mw.tf_configs(mw.free_ports(num_workers))
-    results = mw.run_workers(command, configs, timeout_s=timeout_s,
-                             extra_env=tmpdir_env(tmp_path, tag))
-    assert all(r.returncode == 0 for r in results), mw.format_results(results)
+    results = mw.run_training(train_command(data_dir, model_dir, weights, **flags),
+                              num_workers, tmp_path, tag, timeout_s)
     return results, [load_weights(weights.format(worker=i)) for i in range(num_workers)], \
         model_dir
 
@@ -104,7 +70,7 @@ def assert_bitwise_equal(a, b, what):
 def epoch_metrics(stdout):
     """The per-epoch Keras log lines without timing-dependent fields."""
     lines = [line for line in stdout.splitlines() if re.match(r"\d+/\d+ - ", line)]
-    return [re.findall(r"((?:val_)?(?:loss|top1|top5|lr): \S+)", line) for line in lines]
+    return [re.findall(r"((?:val_)?(?:loss|top1|top5|learning_rate): \S+)", line) for line in lines]
 
 
 def test_two_workers_fit_with_validation(data, tmp_path):
@@ -116,7 +82,7 @@ def test_two_workers_fit_with_validation(data, tmp_path):
     logs = [epoch_metrics(r.stdout) for r in results]
     assert len(logs[0]) == 2 and any("val_top1" in m for m in logs[0][0])
     assert logs[0] == logs[1]
-    assert "global batch 8" in results[0].stdout
+    assert "global batch 8" in results[0].stderr
     # Everything in the model dir is the chief's.
     assert sorted(os.listdir(model_dir)) == [
         "checkpoints", "export", "flags.json", "metrics.jsonl", "summary.json",
@@ -146,10 +112,8 @@ def test_gradients_are_averaged_two_workers_b_equal_one_worker_2b(tmp_path):
     ReLU at ~0 on the flat background of the images (measured: 3.5e-6 after
     8 steps, then a jump to ~5e-3 in two filters when the batches repeat).
     """
-    from mcnn_keras import synthetic
-    data_dir = tmp_path / "data2"
-    synthetic.write_synthetic_dataset(str(data_dir), SIZE, SIZE, num_train=32, num_val=0,
-                                      num_shards=2, num_val_shards=1, seed=5, progress=False)
+    data_dir = mw.write_data(tmp_path / "data2", num_train=32, num_val=0, num_shards=2,
+                             num_val_shards=1, seed=5)
     common = dict(shuffle=False, epochs=1, steps_per_epoch=8, reference_batch_size=2,
                   base_lr=0.02, max_lr=0.1, warmup_start_lr=0.01, warmup_epochs=0.5)
     _, one, _ = run_job(data_dir, tmp_path, "one", num_workers=1, batch_size=4, **common)
@@ -161,7 +125,7 @@ def test_gradients_are_averaged_two_workers_b_equal_one_worker_2b(tmp_path):
                       ("allreduce", "all-reduced")):
         results, two, _ = run_job(data_dir, tmp_path, f"two-{mode}", num_workers=2,
                                   batch_size=2, dense_gradient=mode, **common)
-        assert f"first dense layer's gradient: {log}" in results[0].stdout
+        assert f"first dense layer's gradient: {log}" in results[0].stderr
         assert_bitwise_equal(two[0], two[1], f"{mode}: worker 0 vs worker 1")
         diff = max(float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
                    for a, b in zip(two[0], one[0]))
@@ -181,24 +145,11 @@ def _kill_and_resume(data, tmp_path, baseline, victim, tag):
     model_dir = tmp_path / f"run-{tag}"
     weights = str(tmp_path / f"weights-{tag}-{{worker}}.npz")
     kill_after = steps_per_epoch + random.randint(1, steps_per_epoch - 1)
-    configs = mw.tf_configs(mw.free_ports(2))
     env = tmpdir_env(tmp_path, tag)
     command = train_command(data, model_dir, weights, **flags)
-    procs = [mw.start_worker(command, configs[i], env(i)) for i in range(2)]
-    try:
-        marker = model_dir / "checkpoints" / f"ckpt-{kill_after}.index"
-        deadline = time.monotonic() + 240
-        while not marker.exists() and time.monotonic() < deadline:
-            assert all(p.poll() is None for p in procs), mw.format_results(
-                mw.wait_workers(procs, 10))
-            time.sleep(0.05)
-        assert marker.exists(), f"no checkpoint of step {kill_after}"
-        os.killpg(procs[victim].pid, signal.SIGKILL)
-        results = mw.wait_workers(procs, 90)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+    results = mw.kill_at_checkpoint(command, env,
+                                    model_dir / "checkpoints" / f"ckpt-{kill_after}.index",
+                                    victim=victim)
     survivor = results[1 - victim]
     context = f"killed worker {victim} after checkpoint {kill_after}\n" + \
         mw.format_results(results)
@@ -210,7 +161,7 @@ def _kill_and_resume(data, tmp_path, baseline, victim, tag):
     results = mw.run_workers(command, mw.tf_configs(mw.free_ports(2)), timeout_s=300,
                              extra_env=env)
     assert all(r.returncode == 0 for r in results), context + mw.format_results(results)
-    assert "resumed from step" in results[0].stdout, mw.format_results(results)
+    assert "resumed from step" in results[0].stderr, mw.format_results(results)
     resumed = [load_weights(weights.format(worker=i)) for i in range(2)]
     assert_bitwise_equal(resumed[0], resumed[1], f"{context}\nworker 0 vs worker 1")
     assert_bitwise_equal(resumed[0], baseline, f"{context}\nresumed vs uninterrupted")
@@ -265,7 +216,7 @@ def test_sigterm_to_one_worker_makes_all_save_and_stop_then_resume_bitwise(data,
                 os.killpg(p.pid, signal.SIGKILL)
     context = mw.format_results(results)
     assert [r.returncode for r in results] == [143, 143], context
-    assert all("SIGTERM: saved" in r.stdout for r in results), context
+    assert all("SIGTERM: saved" in r.stderr for r in results), context
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     assert 5 < int(latest.rsplit("-", 1)[1]) < 18, (latest, context)

@@ -19,6 +19,7 @@ EXPECTED_SCRIPTS = {
     "mcnn-convert-bbbc021": "mcnn_keras.cli.convert_bbbc021:run",
     "mcnn-bbbc021-fixture": "mcnn_keras.cli.bbbc021_fixture:run",
     "mcnn-launch": "mcnn_keras.cli.launch:run",
+    "mcnn-scaling-model": "mcnn_keras.cli.scaling_model:run",
 }
 
 

@@ -18,6 +18,16 @@ from data_util import bars_split_dir, checkpoint_weights, small_run_config
 pytestmark = pytest.mark.slow
 
 
+def test_fit_phases_resume_mid_epoch_with_a_partial_epoch_first():
+    Phase = training.Phase
+    assert training.plan_fit_phases(0, 10, 3) == [Phase(0, 0, 3, 10)]
+    assert training.plan_fit_phases(23, 10, 3) == [Phase(23, 2, 3, 7)]
+    assert training.plan_fit_phases(13, 10, 3) == [Phase(13, 1, 2, 7), Phase(20, 2, 3, 10)]
+    assert training.plan_fit_phases(20, 10, 3) == [Phase(20, 2, 3, 10)]
+    assert training.plan_fit_phases(30, 10, 3) == []  # finished: nothing to fit
+    assert training.plan_fit_phases(35, 10, 3) == []
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return bars_split_dir(tmp_path_factory.mktemp("bars"), 104, 26, train_shards=4)
@@ -29,14 +39,14 @@ def test_training_writes_metrics_plots_checkpoints_tensorboard_and_export(data_d
     run = tmp_path / "run"
     history = read_metrics(run / "metrics.jsonl")
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    for key in ("loss", "top1", "top5", "val_top1", "val_top5", "lr", "images_per_s", "wall_s"):
+    for key in ("loss", "top1", "top5", "val_top1", "val_top5", "learning_rate", "images_per_s", "wall_s"):
         assert all(h[key] is not None for h in history), key
     assert history[-1]["val_top1"] > 0.5  # the bars are easy: it really learns
     steps_per_epoch = 104 // 8
-    schedule = LinearScalingSchedule(base_lr=0.02, global_batch=8, reference_batch=8,
+    schedule = LinearScalingSchedule(base_lr=0.02, global_batch=8, reference_batch_size=8,
                                      total_steps=3 * steps_per_epoch,
                                      warmup_steps=round(0.5 * steps_per_epoch), end_lr=1e-4)
-    assert history[0]["lr"] == pytest.approx(schedule(steps_per_epoch - 1), rel=1e-5)
+    assert history[0]["learning_rate"] == pytest.approx(schedule(steps_per_epoch - 1), rel=1e-5)
     assert summary["steps"] == 3 * steps_per_epoch
     assert json.loads((run / "flags.json").read_text())["global_batch"] == 8
     assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -71,7 +81,7 @@ def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(data_dir
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"resumed from step {stopped}" in resumed.stdout
+    assert f"resumed from step {stopped}" in resumed.stderr
     straight = checkpoint_weights(tmp_path / "straight")
     again = checkpoint_weights(tmp_path / "preempted")
     assert straight.keys() == again.keys() and len(straight) > 2 * 48

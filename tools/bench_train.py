@@ -52,9 +52,9 @@ def time_plain_loop(dtype):
     import numpy as np  # pylint: disable=import-outside-toplevel
     from mcnn_keras import training  # pylint: disable=import-outside-toplevel
     from mcnn_keras.model import build_model  # pylint: disable=import-outside-toplevel
-    cfg = training.TrainConfig(train_files="", model_dir="", dtype=dtype)
+    from mcnn_keras import config  # pylint: disable=import-outside-toplevel
     model = build_model(FLAGS.height, FLAGS.width, dtype_policy=dtype, weight_decay=5e-5)
-    training.compile_model(model, cfg)
+    training.compile_model(model, config.ScheduleConfig(), num_classes=13)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (FLAGS.batch_size, FLAGS.height, FLAGS.width, 3),
                           dtype=np.uint8)

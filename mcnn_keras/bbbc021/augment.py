@@ -1,18 +1,20 @@
 """The paper's derived data sets: dihedral variants (A) and rotated crops (B).
 
-Dataset A: the field plus its dihedral variants. For a square field these are
-the paper's 6: identity, 90 degree rotation, horizontal mirror, vertical
-mirror and the 90 degree rotation of each mirror. A 90 degree rotation of a
-non-square field (the real 1024 x 1280) would change its shape, so there the
-variants are the 4 shape-preserving ones: identity, horizontal mirror,
-vertical mirror, 180 degree rotation.
+Dataset A: the field plus its dihedral variants, which come from
+mcnn_keras/dihedral.py (the one definition shared with on-the-fly training
+augmentation): the symmetry group of the field, 4 images for a non-square
+field such as the real 1024 x 1280 (identity, horizontal mirror, vertical
+mirror, 180 degree rotation) and 8 for a square one (the dihedral group D4).
+Not the paper's 6: see mcnn_keras/dihedral.py for why.
 
 Dataset B: square center crops of side about min(H, W) / sqrt(2) (724 for
 1024 x 1280, the largest square inside the field at any rotation) of the field
 rotated by every multiple of `step` degrees, with and without a horizontal
-mirror: 2 x 360 / step distinct images (48 at 15 degrees), which contain the
-6 dihedral variants. Rotation is bilinear interpolation in float; every
-sampled point lies inside the field, so no corner is zero-filled.
+mirror: 2 x 360 / step distinct images (48 at 15 degrees). For a step that
+divides 90 these include the 8-element dihedral group of the square crop (the
+rotations by 0, 90, 180 and 270 degrees, with and without the mirror).
+Rotation is bilinear interpolation in float; every sampled point lies inside
+the field, so no corner is zero-filled.
 
 Usage:
 
@@ -24,14 +26,13 @@ import math
 
 import numpy as np
 
+from mcnn_keras import dihedral
+
 
 def dihedral_variants(image):
-    """The dataset A variants of an H x W x C array (identity first)."""
-    mirror_h, mirror_v = image[:, ::-1], image[::-1]
-    if image.shape[0] == image.shape[1]:
-        return [image, np.rot90(image), mirror_h, mirror_v,
-                np.rot90(mirror_h), np.rot90(mirror_v)]
-    return [image, mirror_h, mirror_v, image[::-1, ::-1]]
+    """The dataset A variants of an H x W x C array, identity first: every
+    element of the field's symmetry group (`dihedral.all_variants_numpy`)."""
+    return dihedral.all_variants_numpy(image)
 
 
 def crop_size(height, width):

@@ -32,51 +32,11 @@ import os
 import numpy as np
 import tqdm
 
-from mcnn_keras import atomic, classes, records
+from mcnn_keras import atomic, classes, dihedral, records
 from mcnn_keras.bbbc021 import augment, metadata, preprocess, splits
+from mcnn_keras.bbbc021.options import DATASETS, ConvertOptions, check_options  # pylint: disable=unused-import
 
-DATASETS = ("none", "A", "B")
 PLAN_FILE, MANIFEST = "conversion_plan.json", "manifest.json"
-
-
-@dataclasses.dataclass
-class ConvertOptions:
-    """The converter's settings (the `mcnn-convert-bbbc021` flags)."""
-    bbbc021_dir: str
-    output_dir: str
-    split: str = "random"          # random | loco | plate
-    fold: str = "0"                # index, "all", or a compound (loco) / plate name
-    dataset: str = "none"          # none | A | B
-    workers: int = 1
-    val_fraction: float = 0.1
-    drop_dmso: bool = False        # the 12-class protocol
-    num_shards: int = 8            # training shards; validation gets proportionally fewer
-    on_bad_file: str = "error"     # error | skip
-    augment_mode: str = "write"    # dataset A: write variants, or "on_the_fly" (originals only)
-    augment_val: bool = False      # also write variants of validation fields
-    rotation_step: int = 15        # dataset B
-    height: int = 1024             # every TIFF must be height x width
-    width: int = 1280
-    illum_sigma: float = 0.0       # 0: 500 px scaled to the image height
-    seed: int = 0
-
-
-def check_options(o):
-    if o.split not in splits.SPLITS:
-        raise ValueError(f"--split {o.split!r}: expected one of {list(splits.SPLITS)}")
-    if o.dataset not in DATASETS:
-        raise ValueError(f"--dataset {o.dataset!r}: expected one of {list(DATASETS)}")
-    if o.on_bad_file not in ("error", "skip"):
-        raise ValueError(f"--on_bad_file {o.on_bad_file!r}: expected error or skip")
-    if o.augment_mode not in ("write", "on_the_fly"):
-        raise ValueError(f"--augment_mode {o.augment_mode!r}: expected write or on_the_fly")
-    if o.workers < 1 or o.num_shards < 1:
-        raise ValueError("--workers and --num_shards must be >= 1")
-    if o.height < 8 or o.width < 8:
-        raise ValueError(f"--height/--width too small: {o.height}x{o.width}")
-    augment.rotation_angles(o.rotation_step)
-    if not os.path.isdir(o.bbbc021_dir):
-        raise ValueError(f"--bbbc021_dir {o.bbbc021_dir}: not a directory")
 
 
 def output_size(o):
@@ -89,7 +49,7 @@ def output_size(o):
 def variants_per_field(o, is_train):
     augmented = is_train or o.augment_val
     if o.dataset == "A" and augmented and o.augment_mode == "write":
-        return 6 if o.height == o.width else 4
+        return dihedral.num_variants(o.height, o.width)
     if o.dataset == "B" and augmented:
         return 2 * len(augment.rotation_angles(o.rotation_step))
     return 1
@@ -104,7 +64,7 @@ def field_images(raw, stats, full_map, o, is_train):
                  else [augment.rotate_crop(image, 0)])
         return [preprocess.to_uint8(c) for c in crops]
     image = preprocess.to_uint8(image)
-    return augment.dihedral_variants(image) if count > 1 else [image]
+    return dihedral.all_variants_numpy(image) if count > 1 else [image]
 
 
 # --- worker jobs (top-level so that spawned processes can run them) ---------
@@ -157,16 +117,10 @@ def _run_jobs(function, jobs, pool, progress, total, desc, cleanup_dirs):
             pool.terminate()
             pool.join()
         for directory in cleanup_dirs:  # shards a stopped worker was writing
-            remove_temporaries(directory)
+            atomic.remove_temporaries(directory)
         raise
     finally:
         bar.close()
-
-
-def remove_temporaries(directory):
-    for path in glob.glob(os.path.join(directory, "*.tmp-*")) + glob.glob(
-            os.path.join(directory, ".*.tmp-*")):
-        os.remove(path)
 
 
 # --- the job ----------------------------------------------------------------
@@ -260,7 +214,7 @@ def _convert(o, flags, progress, pool):
         raise ValueError(f"{o.bbbc021_dir}: no labelled field of view (no row of "
                          f"{metadata.IMAGE_CSV} matches {metadata.MOA_CSV})")
     os.makedirs(o.output_dir, exist_ok=True)
-    remove_temporaries(o.output_dir)
+    atomic.remove_temporaries(o.output_dir)  # left by a killed run
     resuming = _check_plan(o.output_dir, _plan_fingerprint(o, all_fields))
     if resuming and os.path.exists(os.path.join(o.output_dir, preprocess.STATS_JSON)):
         stats = preprocess.load_statistics(o.output_dir)
@@ -283,7 +237,7 @@ def _convert(o, flags, progress, pool):
     for fold in folds:
         fold_dir = o.output_dir if len(folds) == 1 else os.path.join(o.output_dir, f"fold-{fold:02d}")
         os.makedirs(fold_dir, exist_ok=True)
-        remove_temporaries(fold_dir)
+        atomic.remove_temporaries(fold_dir)
         train, val = splits.split(fields, o.split, fold, o.val_fraction, o.seed)
         shards = plan_shards(train, val, o, fold_dir)
         fold_plans.append((fold, fold_dir, train, val, shards))

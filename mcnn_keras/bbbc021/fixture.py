@@ -106,10 +106,9 @@ def write_fixture(output_dir, height=128, width=128, plates=2, seed=0, sites=2,
                     uid = str(uuid.UUID(bytes=rng.bytes(16))).upper()
                     name = f"{prefix}_{well}_s{site}_{token}{uid}.tif"
                     path = os.path.join(output_dir, folder, name)
-                    tmp = f"{path}.tmp-{os.getpid()}.tif"
-                    tifffile.imwrite(tmp, plane, photometric="minisblack",
-                                     compression="zlib" if compress else None)
-                    os.replace(tmp, path)
+                    with atomic.atomic_file(path) as tmp:
+                        tifffile.imwrite(tmp, plane, photometric="minisblack",
+                                         compression="zlib" if compress else None)
                     names[channel] = name
                 image_rows.append({
                     "TableNumber": p + 1, "ImageNumber": len(image_rows) + 1,

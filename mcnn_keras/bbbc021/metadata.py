@@ -158,11 +158,3 @@ def read_fields(bbbc021_dir, drop_dmso=False):
             concentration=conc, moa=label, paths=tuple(paths), row=line))
     fields.sort(key=FieldOfView.key)
     return fields, unlabelled
-
-
-def class_counts(fields, class_names):
-    """{class name: number of fields} for every class in `class_names`."""
-    counts = dict.fromkeys(class_names, 0)
-    for field in fields:
-        counts[field.moa] += 1
-    return counts

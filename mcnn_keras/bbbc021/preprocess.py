@@ -239,13 +239,9 @@ def save_statistics(directory, stats_by_plate, sigma, extra=None):
     summary = {**(extra or {}), "sigma": sigma, "channels": ["DAPI", "Tubulin", "Actin"],
                "maps_file": MAPS_NPZ,
                "plates": {p: s.to_json() for p, s in sorted(stats_by_plate.items())}}
-    tmp = os.path.join(directory, f".{MAPS_NPZ}.tmp-{os.getpid()}.npz")
-    try:
+    with atomic.atomic_file(os.path.join(directory, MAPS_NPZ)) as tmp:
         np.savez(tmp, **{p: s.lowres_map for p, s in stats_by_plate.items()})
-        os.replace(tmp, os.path.join(directory, MAPS_NPZ))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # The JSON last: it names the maps file, so it never points at a missing one.
     atomic.write_json_atomic(os.path.join(directory, STATS_JSON), summary)
     return summary
 

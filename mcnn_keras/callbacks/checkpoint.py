@@ -23,10 +23,13 @@ Usage:
     model.fit(..., callbacks=[PeriodicCheckpoint(ckpt, every_n_steps=100)])
 """
 
+import logging
 import signal
 
 import keras
 import tensorflow as tf
+
+_LOG = logging.getLogger(__name__)
 
 
 class Checkpointer:
@@ -96,7 +99,7 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
             self.preempted = self.agree(self.preempted)
         if self.preempted:
             path = self.checkpointer.save(self._epoch)
-            print(f"\nSIGTERM: saved {path} at step {step}; stopping", flush=True)
+            _LOG.warning("SIGTERM: saved %s at step %d; stopping", path, step)
             self.model.stop_training = True
         elif self.every_n_steps and step % self.every_n_steps == 0:
             self.checkpointer.save(self._epoch)

@@ -1,14 +1,16 @@
 """Sets the optimizer's learning rate before every step from the global step.
 
-The rate is a function of `optimizer.iterations` (not of a counter kept by the
-callback), so it is exact after a resume from a checkpoint. The epoch's last
-rate is added to the logs as `lr`, which the progress bar, TensorBoard and the
-metrics file pick up.
+The rate is a function of the global step. The step is read from
+`optimizer.iterations` once, when training begins (so a run resumed from a
+checkpoint continues exactly), and then counted on the host: reading the
+variable back from TensorFlow every step would cost a host sync per step.
+The epoch's last rate is added to the logs as `learning_rate` (Keras' own
+name), which the progress bar, TensorBoard and the metrics file pick up.
 
 Usage:
 
     schedule = LinearScalingSchedule(base_lr=1e-3, global_batch=64,
-                                     reference_batch=8, total_steps=1000)
+                                     reference_batch_size=8, total_steps=1000)
     model.fit(ds, callbacks=[StepLearningRateScheduler(schedule)], ...)
 """
 
@@ -20,23 +22,30 @@ class StepLearningRateScheduler(keras.callbacks.Callback):
 
     def __init__(self, schedule):
         super().__init__()
+        if not callable(schedule):
+            raise ValueError(f"schedule must be callable (step -> learning rate), "
+                             f"got {schedule!r}")
         self.schedule = schedule
+        self.step = None  # the global step of the next update
         self._last_lr = None
 
     def _apply(self):
-        optimizer = self.model.optimizer
-        lr = float(self.schedule(int(optimizer.iterations.numpy())))
+        lr = float(self.schedule(self.step))
         if lr != self._last_lr:
-            optimizer.learning_rate.assign(lr)
+            self.model.optimizer.learning_rate.assign(lr)
             self._last_lr = lr
 
     def on_train_begin(self, logs=None):
+        self.step = int(self.model.optimizer.iterations.numpy())
         self._last_lr = None
         self._apply()
 
     def on_train_batch_begin(self, batch, logs=None):
         self._apply()
 
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["lr"] = float(self.model.optimizer.learning_rate.numpy())
+            logs["learning_rate"] = self._last_lr

@@ -1,7 +1,7 @@
 """Appends one JSON object per epoch to a metrics file (JSON lines).
 
 Every line holds the epoch (1-based), the Keras logs of that epoch (loss, top1,
-top5, val_*, lr, images_per_s, wall_s, ...) and any `extra` fields. The file is
+top5, val_*, learning_rate, images_per_s, wall_s, ...) and any `extra` fields. The file is
 rewritten atomically each epoch, so a crash never leaves a torn line. Only the
 chief should write it (pass `path=None` elsewhere).
 
@@ -24,10 +24,23 @@ def _jsonable(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+# Keys renamed since earlier versions of the file: old name -> new name.
+_RENAMED = {"lr": "learning_rate"}
+
+
 def read_metrics(path):
-    """Returns the list of epoch records in a metrics file."""
+    """Returns the list of epoch records in a metrics file.
+
+    Files written before the learning rate was logged as `learning_rate`
+    (Keras' name) have `lr`; both read the same.
+    """
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [json.loads(line) for line in f if line.strip()]
+    for line in lines:
+        for old, new in _RENAMED.items():
+            if old in line:
+                line.setdefault(new, line.pop(old))
+    return lines
 
 
 class MetricsLogger(keras.callbacks.Callback):

@@ -10,9 +10,12 @@ Usage:
     print(stop.reached_epoch, stop.time_to_target_s)
 """
 
+import logging
 import time
 
 import keras
+
+_LOG = logging.getLogger(__name__)
 
 
 class StopAtTargetAccuracy(keras.callbacks.Callback):
@@ -20,6 +23,8 @@ class StopAtTargetAccuracy(keras.callbacks.Callback):
 
     def __init__(self, target, monitor="val_top1", clock=time.perf_counter):
         super().__init__()
+        if not 0 < target <= 1:
+            raise ValueError(f"target accuracy must be in (0, 1], got {target}")
         self.target, self.monitor, self._clock = target, monitor, clock
         self.reached_epoch = None
         self.time_to_target_s = None
@@ -34,6 +39,6 @@ class StopAtTargetAccuracy(keras.callbacks.Callback):
         self.reached_epoch = epoch
         self.time_to_target_s = self._clock() - self._start
         logs["time_to_target_s"] = self.time_to_target_s
-        print(f"\n{self.monitor} {value:.4f} >= target {self.target}: stopping after "
-              f"epoch {epoch + 1}, {self.time_to_target_s:.1f} s of training", flush=True)
+        _LOG.info("%s %.4f >= target %s: stopping after epoch %d, %.1f s of training",
+                     self.monitor, value, self.target, epoch + 1, self.time_to_target_s)
         self.model.stop_training = True

@@ -1,4 +1,4 @@
-"""What every binary shares: clean one-line errors, threads, bundled data.
+"""What every binary shares: --help, quiet start-up, one-line errors, threads.
 
 Usage (in a binary):
 
@@ -7,9 +7,13 @@ Usage (in a binary):
         ...
 
     def run():
-        common.run_main(main)
+        common.run_main(main)          # or run_main(main, help_sections=[...])
+
+Importing this module does not import TensorFlow: `--help` is instant, and
+run_main imports TensorFlow quietly (cli/quiet_tf.py) before `main`.
 """
 
+import logging as std_logging
 import os
 import re
 import sys
@@ -34,13 +38,112 @@ def error_line(exc):
     return first or type(exc).__name__
 
 
-def run_main(main):
-    """`app.run(main)`, turning expected errors into `error: ...` and exit 1.
+def _is_expected(exc):
+    """Bad input rather than a bug: ValueError, FileNotFoundError, tf.errors.OpError."""
+    tf = sys.modules.get("tensorflow")
+    return isinstance(exc, (ValueError, FileNotFoundError)) or (
+        tf is not None and isinstance(exc, tf.errors.OpError))
 
-    Logging defaults to warnings and up (TensorFlow's INFO lines drown the
-    progress bar); `--verbosity=0` brings them back.
+
+HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+
+
+def wants_help(argv):
+    """True if argv (before any `--`) asks for this binary's help."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        if arg in HELP_ARGS:
+            return True
+    return False
+
+
+def _module_flags(module_name, flag_values):
+    """The flags `module_name` defined, in definition order.
+
+    Under `python -m`, absl files the main module's flags under sys.argv[0].
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    names = [module_name]
+    if module_name == "__main__":
+        names += [sys.argv[0], getattr(sys.modules.get("__main__"), "__file__", None)]
+    by_module = flag_values.flags_by_module_dict()
+    found = []
+    for name in names:
+        found += [f for f in by_module.get(name, ()) if f not in found]
+    return found
+
+
+def _is_required(flag):
+    message = f"Flag --{flag.name} must have a value other than None."
+    return any(getattr(v, "message", None) == message for v in flag.validators)
+
+
+def format_flag(flag, width):
+    """One flag as absl's --help shows it: `--name: help`, then default, syntax."""
+    indent = "    "
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    lines = [flags.text_wrap(f"{name}: {flag.help or ''}".rstrip(), width,
+                             indent=indent, firstline_indent="  ")]
+    if _is_required(flag):
+        lines.append(flags.text_wrap("(required)", width, indent=indent))
+    if flag.default_as_str:
+        lines.append(flags.text_wrap(f"(default: {flag.default_as_str})", width, indent=indent))
+    if flag.parser.syntactic_help:
+        lines.append(flags.text_wrap(f"({flag.parser.syntactic_help})", width, indent=indent))
+    return "\n".join(lines)
+
+
+def help_text(main, help_sections=None, flag_values=flags.FLAGS, width=None):
+    """The module docstring of `main`, then its flags by section (see run_main)."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    width = width or max(40, shutil.get_terminal_size().columns)
+    module = sys.modules.get(main.__module__)
+    doc = (getattr(module, "__doc__", None) or "").strip("\n")
+    own = _module_flags(main.__module__, flag_values)
+    sections = []
+    for title, names in help_sections or [("flags", [f.name for f in own])]:
+        names = [n[2:] if n.startswith("--") else n for n in names]
+        unknown = [n for n in names if n not in flag_values]
+        if unknown:
+            raise KeyError(f"help_sections: no flag named {', '.join(unknown)}")
+        sections.append((title, [flag_values[n] for n in names]))
+    listed = {f for _, section in sections for f in section}
+    others = [f for f in own if f not in listed]
+    if others:
+        sections.append(("other flags", others))
+    parts = [doc] if doc else []
+    for title, section in sections:
+        parts.append("\n".join([f"{title}:"] + [format_flag(f, width) for f in section]))
+    parts.append(flags.text_wrap(
+        "--flagfile=FILE reads flags from FILE (one per line); --helpfull lists every "
+        "flag, absl's included.", width))
+    return "\n\n".join(parts) + "\n"
+
+
+def run_main(main, help_sections=None, import_tensorflow=True):
+    """`app.run(main)`, with this binary's own --help, a quiet TensorFlow start-up,
+    and expected errors turned into `error: ...` and exit 1.
+
+    `--help`, `-h`, `-?` and `--helpshort` print the docstring of main's
+    module and its flags, then exit 0, without importing TensorFlow
+    (`--helpfull` stays absl's). `help_sections`: an ordered list of
+    (title, [flag names]); None = one section with every flag main's module
+    defines (flags of that module missing from the sections are listed
+    last, under "other flags").
+
+    `import_tensorflow`: import TensorFlow through `quiet_tf` after the flags
+    are parsed and before `main` (no CUDA/oneDNN start-up notices on CPU
+    machines); False for a binary that never uses TensorFlow (mcnn-launch).
+
+    Logging: the project's diagnostics (logger "mcnn_keras") from INFO; others
+    from WARNING, in Python and (TF_CPP_MIN_LOG_LEVEL=1 unless set) C++ alike:
+    its INFO lines drown the progress bar. `--verbosity=0` brings them back,
+    start-up notices included.
+    """
+    if wants_help(sys.argv):
+        sys.stdout.write(help_text(main, help_sections))
+        sys.stdout.flush()
+        sys.exit(0)
 
     # Under `bazel run` a relative --flagfile means the user's directory (or,
     # failing that, the repository: configs/ ships in the runfiles).
@@ -52,11 +155,21 @@ def run_main(main):
                 sys.argv[i] = f"--flagfile={path}"
 
     def guarded(argv):
+        verbose = flags.FLAGS["verbosity"].present and flags.FLAGS.verbosity >= 0
         if not flags.FLAGS["verbosity"].present:
+            # The project's diagnostics (logger "mcnn_keras") from INFO,
+            # everything else (TensorFlow's INFO lines drown the progress
+            # bar) from WARNING.
             logging.set_verbosity(logging.WARNING)
+            std_logging.getLogger("mcnn_keras").setLevel(std_logging.INFO)
+        if import_tensorflow:
+            from mcnn_keras.cli import quiet_tf  # pylint: disable=import-outside-toplevel
+            quiet_tf.import_tensorflow(verbose=verbose)
         try:
             return main(argv)
-        except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
+        except Exception as e:  # pylint: disable=broad-except
+            if not _is_expected(e):
+                raise
             print(f"error: {error_line(e)}", file=sys.stderr, flush=True)
             sys.exit(1)
     app.run(guarded)

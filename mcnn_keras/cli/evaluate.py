@@ -29,24 +29,26 @@ flags.DEFINE_boolean("exclude_dmso_treatments", False, "Leave DMSO out of the pe
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import dataset, evaluation, export  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.classes import MOA_CLASSES  # pylint: disable=import-outside-toplevel
-    model_dir = resolve_user_path(FLAGS.model_dir)
+    from mcnn_keras import config, dataset, evaluation, run_dir  # pylint: disable=import-outside-toplevel
+    run = run_dir.RunDir(resolve_user_path(FLAGS.model_dir)) if FLAGS.model_dir else None
     if FLAGS.saved_model:
         predictor = evaluation.saved_model_predictor(resolve_user_path(FLAGS.saved_model))
-    elif model_dir:
+    elif run:
         predictor = evaluation.checkpoint_predictor(
-            model_dir, resolve_user_path(FLAGS.checkpoint) or None)
+            run.path, resolve_user_path(FLAGS.checkpoint) or None)
     else:
         raise ValueError("give --model_dir or --saved_model")
-    patterns = FLAGS.files or (export.load_run_config(model_dir)["val_files"] if model_dir else "")
+    run_config = run.load_config() if run else None
+    patterns = FLAGS.files or (run_config.data.val_files if run_config else "")
     if not patterns:
         raise ValueError("give --files (the run has no --val_files)")
     files = dataset.list_files(",".join(resolve_user_path(p) for p in patterns.split(",")))
-    output_dir = resolve_user_path(FLAGS.output_dir) or os.path.join(
-        model_dir or resolve_user_path(FLAGS.saved_model), "eval")
+    class_names = (run_config.data.class_name_list() if run_config else
+                   config.DataConfig(num_classes=predictor.num_classes).class_name_list())
+    output_dir = resolve_user_path(FLAGS.output_dir) or (
+        run.eval if run else os.path.join(resolve_user_path(FLAGS.saved_model), "eval"))
     report = evaluation.evaluate(
-        predictor, files, output_dir, MOA_CLASSES, FLAGS.batch_size,
+        predictor, files, output_dir, class_names, FLAGS.batch_size,
         treatment_exclude=("DMSO",) if FLAGS.exclude_dmso_treatments else ())
     brief = {k: report[k] for k in ("source", "images", "top1", "top5")}
     if "per_treatment" in report:

@@ -7,7 +7,6 @@ The SavedModel's serving_default takes uint8 `images` [N, H, W, 3] and returns
 `probabilities`, `class_ids` and `class_names`.
 """
 
-import os
 
 from absl import flags
 
@@ -24,14 +23,11 @@ flags.mark_flag_as_required("model_dir")
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import export  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.classes import MOA_CLASSES  # pylint: disable=import-outside-toplevel
-    model_dir = resolve_user_path(FLAGS.model_dir)
-    model, config, checkpoint = export.restore_from_checkpoint(
-        model_dir, resolve_user_path(FLAGS.checkpoint) or None)
-    path = resolve_user_path(FLAGS.export_dir) or os.path.join(model_dir, "export")
-    class_names = config.get("class_names") or MOA_CLASSES
-    export.export_saved_model(model, path, list(class_names)[:config["num_classes"]])
+    from mcnn_keras import export, run_dir  # pylint: disable=import-outside-toplevel
+    run = run_dir.RunDir(resolve_user_path(FLAGS.model_dir))
+    model, cfg, checkpoint = run.restore_model(resolve_user_path(FLAGS.checkpoint) or None)
+    path = resolve_user_path(FLAGS.export_dir) or run.export
+    export.export_saved_model(model, path, cfg.data.class_name_list())
     print(f"exported {checkpoint} to {path}")
 
 

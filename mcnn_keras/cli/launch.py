@@ -16,7 +16,9 @@ Inside a Slurm step, print this task's TF_CONFIG (see deploy/slurm):
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from mcnn_keras.cli import common
 
 FLAGS = flags.FLAGS
 
@@ -34,10 +36,10 @@ flags.DEFINE_integer("base_port", 8888, "First port of the workers on a node "
 
 
 def main(argv):
-    from mcnn_keras import distribute, launcher  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import cluster, launcher  # pylint: disable=import-outside-toplevel
     try:
         if FLAGS.print_slurm_tf_config:
-            print(distribute.slurm_tf_config(os.environ, base_port=FLAGS.base_port))
+            print(cluster.slurm_tf_config(os.environ, base_port=FLAGS.base_port))
             return 0
         return launcher.launch_local(argv[1:], FLAGS.num_workers, pin_cores=FLAGS.pin_cores,
                                      threads_per_worker=FLAGS.threads_per_worker,
@@ -48,7 +50,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    common.run_main(main, import_tensorflow=False)
 
 
 if __name__ == "__main__":

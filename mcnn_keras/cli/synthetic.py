@@ -1,9 +1,7 @@
-"""Writes a synthetic BBBC021-like TFRecord data set (train and val shards).
+r"""mcnn-synthetic: writes synthetic BBBC021-like TFRecord shards (train and val).
 
-Usage:
-
-    python -m mcnn_keras.cli.synthetic --output_dir data/synthetic \
-        --num_train 1300 --num_val 260 --num_shards 4 --seed 1 --compression GZIP
+    mcnn-synthetic --output_dir=data/synthetic \
+        --num_train=1300 --num_val=260 --num_shards=4 --seed=1 --compression=GZIP
 
 Writes `train-0000i-of-0000n.tfrecord` (num_shards shards) and
 `val-*.tfrecord` (max(1, num_shards // 2) shards) under --output_dir.

@@ -1,0 +1,58 @@
+"""absl flags generated from a config dataclass: one flag per field.
+
+The flag has the field's name, type, default and help (`config.option`
+metadata; `choices` make an enum flag). Nothing is declared twice, so the
+flags cannot drift from the configuration.
+
+Usage (in a binary's module):
+
+    SECTIONS = config_flags.define_sections(config.SECTIONS)   # at import
+    ...
+    cfg = config.TrainConfig.from_flat(config_flags.values(SECTIONS))
+"""
+
+import dataclasses
+import sys
+
+from absl import flags
+
+_DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
+           float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
+
+
+def _define(field, module_name, flag_values):
+    help_text = field.metadata.get("help") or field.name
+    choices = field.metadata.get("choices")
+    required = field.metadata.get("required", False)
+    default = None if required else field.default
+    kind = field.type if isinstance(field.type, type) else type(field.default)
+    if choices is not None and kind is str:
+        flags.DEFINE_enum(field.name, default, list(choices), help_text,
+                          flag_values=flag_values, module_name=module_name)
+    else:
+        _DEFINE[kind](field.name, default, help_text, flag_values=flag_values,
+                      module_name=module_name)
+    if required:
+        flags.mark_flag_as_required(field.name, flag_values=flag_values)
+
+
+def define_sections(sections, flag_values=flags.FLAGS, module_name=None):
+    """Defines a flag per field of each dataclass in `sections` ({title: class}).
+
+    The flags belong to the calling module (or `module_name`), so absl's
+    module help lists them. Returns [(title, [flag names])] for the help.
+    """
+    module_name = module_name or sys._getframe(1).f_globals["__name__"]  # pylint: disable=protected-access
+    groups = []
+    for title, section in sections.items():
+        names = []
+        for field in dataclasses.fields(section):
+            _define(field, module_name, flag_values)
+            names.append(field.name)
+        groups.append((title, names))
+    return groups
+
+
+def values(groups, flag_values=flags.FLAGS):
+    """{flag name: parsed value} of the flags defined by `define_sections`."""
+    return {name: flag_values[name].value for _, names in groups for name in names}

@@ -1,0 +1,121 @@
+"""The M-CNN's topology and analytic cost, without TensorFlow.
+
+Everything that is arithmetic on the network's shape: the pathways' scales and
+filters, which input sizes work (multiples of 64; 724 zero-padded to 768),
+the first dense layer's fan-in, the analytic `model_cost` (parameters, FLOPs,
+activation bytes), and whether the big dense layer's gradient should travel
+as sufficient factors (`use_factors`). `model.py` builds the Keras graph from
+these numbers; the scaling model and `--help` use them without importing
+TensorFlow.
+
+Usage:
+
+    cost = model_cost(1024, 1280)        # 42 577 261 parameters, 51.4 GFLOP forward
+    flat_features(1024, 1280)            # 81 920 inputs of the first dense layer
+    use_factors("auto", 8, 81920, 512)   # True: factors are 60x smaller at G = 8
+"""
+
+import dataclasses
+
+SCALES = (1, 2, 4, 8, 16, 32, 64)
+FILTERS = (16, 16, 16, 32, 32, 32, 64)
+CONVS_PER_PATHWAY = 3
+KERNEL = 5
+MERGE_FILTERS = 1024
+DENSE_UNITS = 512
+# Every pathway ends at H/64 x W/64 only if 64 divides the size; with a multiple
+# of 128 the final 2x2 pool is exact too (e.g. 256 x 320 floors 4 x 5 to 2 x 2).
+SIZE_MULTIPLE = 64
+# Dataset B of the paper: 724 x 724 = 1024 / sqrt(2), zero-padded by 22 pixels
+# per side, since 724 is no multiple of 128 and the pathways would not align.
+PADDED_SIZES = {724: 768}
+
+
+def padded_size(size):
+    """Returns the size the network runs at for an input side of `size`."""
+    return PADDED_SIZES.get(size, size)
+
+
+def check_input_size(height, width):
+    """Raises ValueError unless the network can run on height x width."""
+    for name, size in (("height", height), ("width", width)):
+        if not isinstance(size, int) or size <= 0:
+            raise ValueError(f"image {name} must be a positive integer, got {size!r}")
+        if padded_size(size) % SIZE_MULTIPLE:
+            raise ValueError(
+                f"image {name} {size} is not supported: the M-CNN needs a multiple "
+                f"of {SIZE_MULTIPLE} (or 724, zero-padded to 768)")
+
+
+def flat_features(height, width):
+    """Inputs of the first dense layer: 81 920 at 1024 x 1280."""
+    check_input_size(height, width)
+    return (padded_size(height) // 128) * (padded_size(width) // 128) * MERGE_FILTERS
+
+
+# Modes of the `--dense_gradient` flag (see factored_dense.py).
+DENSE_GRADIENT_MODES = ("auto", "factors", "allreduce")
+
+
+def use_factors(mode, global_batch, fan_in, fan_out):
+    """Whether a fan_in x fan_out dense layer should sync by sufficient factors.
+
+    "auto" picks them when the all-gathered factors of the global batch are
+    smaller than the gradient itself.
+    """
+    if mode not in DENSE_GRADIENT_MODES:
+        raise ValueError(f"dense_gradient must be one of {', '.join(DENSE_GRADIENT_MODES)}, "
+                         f"got {mode!r}")
+    if mode == "auto":
+        return global_batch * (fan_in + fan_out) < fan_in * fan_out
+    return mode == "factors"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCost:
+    """Analytic per-image cost of the M-CNN forward pass."""
+
+    parameters: int
+    forward_flops: int  # 2 x multiply-accumulates of convs and dense layers
+    conv_activation_bytes: int  # one float32 tensor per conv (the paper's Fig. 2)
+    all_activation_bytes: int  # every layer output (pools, concat, dense, ...)
+
+    @property
+    def training_flops(self):
+        return 3 * self.forward_flops
+
+
+def model_cost(height, width, num_classes=13, bytes_per_value=4):
+    """Returns the analytic `ModelCost` of one image at height x width."""
+    check_input_size(height, width)
+    h, w = padded_size(height), padded_size(width)
+    params = flops = conv_values = all_values = 0
+    all_values += h * w * 3  # the scaled (and padded) input
+
+    def conv(hh, ww, cin, cout, k):
+        nonlocal params, flops, conv_values, all_values
+        params += k * k * cin * cout + cout
+        flops += 2 * hh * ww * k * k * cin * cout
+        conv_values += hh * ww * cout
+        all_values += hh * ww * cout
+
+    for scale, filters in zip(SCALES, FILTERS):
+        hh, ww, cin = h // scale, w // scale, 3
+        if scale > 1:
+            all_values += hh * ww * cin
+        for _ in range(CONVS_PER_PATHWAY):
+            conv(hh, ww, cin, filters, KERNEL)
+            cin = filters
+        if scale < SCALES[-1]:
+            all_values += (h // 64) * (w // 64) * filters
+    concat = sum(FILTERS)
+    all_values += (h // 64) * (w // 64) * concat
+    conv(h // 64, w // 64, concat, MERGE_FILTERS, 1)
+    flat = flat_features(height, width)
+    all_values += 2 * flat  # pool, flatten
+    for fan_in, fan_out in ((flat, DENSE_UNITS), (DENSE_UNITS, num_classes)):
+        params += fan_in * fan_out + fan_out
+        flops += 2 * fan_in * fan_out
+        all_values += fan_out
+    return ModelCost(params, flops, conv_values * bytes_per_value,
+                     all_values * bytes_per_value)
