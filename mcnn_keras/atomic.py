@@ -16,8 +16,17 @@ Usage:
         model.export(tmp)                              # then it replaces run/export
     remove_temporaries("out")   # after a crash: leftovers of the scheme above
 
-A path with a scheme (`gs://...`) is renamed with tf.io.gfile; TensorFlow is
-imported only then, so this module stays importable without it.
+Object storage (`s3://`, `gs://`) has no rename (tf.io.gfile.rename there is
+copy + delete, readable half-way). For a path with a scheme, `atomic_file`
+yields a local temporary file instead (in $TMPDIR: room for one shard) and
+uploads it with one copy when the block ends: a reader sees no object (or the old one) until the upload
+completes, then the whole new object, never a part (S3 and GCS publish an
+object only when its upload finishes). `atomic_directory` cannot be atomic
+there (a directory is many objects): it builds the tree locally, deletes the
+old one, then uploads the files, top-level files last (a SavedModel's
+saved_model.pb after its variables), so mid-swap a reader finds the directory
+missing or incomplete, never a mix of old and new. TensorFlow (tf.io.gfile)
+is imported only for such paths, so this module stays importable without it.
 """
 
 import contextlib
@@ -25,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
 
 _TAG = re.compile(r"\.tmp-[0-9a-f]{32}")
@@ -68,6 +78,23 @@ def _remove(path):
         os.remove(path)
 
 
+def _gfile():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import storage  # pylint: disable=import-outside-toplevel
+    return tf.io.gfile, storage
+
+
+@contextlib.contextmanager
+def _local_staging(path):
+    """A local temporary (file or directory) of our name scheme for remote `path`."""
+    name = os.path.basename(temporary_path(path.rstrip("/")))
+    tmp = os.path.join(tempfile.gettempdir(), name)
+    try:
+        yield tmp
+    finally:
+        _remove(tmp)
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """Yields a temporary path to write; on success it replaces `path`.
@@ -75,29 +102,34 @@ def atomic_file(path):
     The writer must have closed the file when the block ends. The temporary is
     fsynced before the rename (else a crash could leave `path` renamed but
     empty). On any exception, KeyboardInterrupt included, the temporary is
-    removed and `path` is untouched.
+    removed and `path` is untouched. For object storage (`s3://`, `gs://`) the
+    temporary is a local file, uploaded with one copy at the end (no rename
+    there; see the module docstring for what readers see).
     """
     path = os.fspath(path)
+    if _is_remote(path):
+        with _local_staging(path) as tmp:
+            yield tmp
+            gfile, storage = _gfile()
+            storage.require_filesystem(path)
+            gfile.copy(tmp, path, overwrite=True)
+        return
     tmp = temporary_path(path)
     try:
         yield tmp
-        if _is_remote(path):
-            import tensorflow as tf  # pylint: disable=import-outside-toplevel
-            tf.io.gfile.rename(tmp, path, overwrite=True)
-        else:
-            _fsync(tmp)
-            os.replace(tmp, path)
-            try:  # make the rename itself durable; not every file system can
-                _fsync(os.path.dirname(os.path.abspath(path)), directory=True)
-            except OSError:
-                pass
+        _fsync(tmp)
+        os.replace(tmp, path)
+        try:  # make the rename itself durable; not every file system can
+            _fsync(os.path.dirname(os.path.abspath(path)), directory=True)
+        except OSError:
+            pass
     except BaseException:
         _remove(tmp)
         raise
 
 
 def write_text_atomic(path, text):
-    """Writes `text` to the local file `path` atomically."""
+    """Writes `text` to `path` (local or object storage) atomically."""
     with atomic_file(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
@@ -106,6 +138,23 @@ def write_text_atomic(path, text):
 def write_json_atomic(path, value):
     """Writes `value` as indented, key-sorted JSON to `path` atomically."""
     write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _upload_tree(local, path):
+    """Replaces the remote directory `path` by the local tree `local`, top-level files last."""
+    gfile, storage = _gfile()
+    storage.require_filesystem(path)
+    path = path.rstrip("/")
+    if gfile.exists(path):
+        gfile.rmtree(path)
+    files = []
+    for root, dirs, names in os.walk(local):
+        relative = os.path.relpath(root, local).replace(os.sep, "/")
+        for name in dirs:  # empty ones too (a SavedModel's assets/)
+            gfile.makedirs(f"{path}/{name}" if relative == "." else f"{path}/{relative}/{name}")
+        files += [name if relative == "." else f"{relative}/{name}" for name in names]
+    for name in sorted(files, key=lambda n: (-n.count("/"), n)):  # deepest first
+        gfile.copy(os.path.join(local, name), f"{path}/{name}", overwrite=True)
 
 
 @contextlib.contextmanager
@@ -117,9 +166,15 @@ def atomic_directory(path):
     one): `path` is moved aside under a second temporary name, then the new
     directory takes its place. In between `path` is briefly missing, never
     half-written; a crash right there leaves the old version under a
-    temporary name, which `remove_temporaries` deletes.
+    temporary name, which `remove_temporaries` deletes. On object storage the
+    temporary is local and then uploaded, not atomically (module docstring).
     """
     path = os.fspath(path)
+    if _is_remote(path):
+        with _local_staging(path) as tmp:
+            yield tmp
+            _upload_tree(tmp, path)
+        return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = temporary_path(path)
     try:

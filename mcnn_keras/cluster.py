@@ -7,10 +7,12 @@ Multi-worker training is one process per worker, each with a TF_CONFIG such as
 
 set by `mcnn-launch` (`local_tf_configs`: every worker on this host, free
 ports from `free_ports`), inside a Slurm step (`slurm_tf_config`, from the
-SLURM_* variables: `expand_hostlist`, `expand_tasks_per_node`), or by a
-Kubeflow TFJob. `parse_tf_config` validates one and returns this process'
-`TaskInfo`, raising a one-line `ValueError` instead of letting TensorFlow hang
-or fail with a stack trace.
+SLURM_* variables: `expand_hostlist`, `expand_tasks_per_node`), in a pod of a
+Kubernetes Indexed Job (`k8s_indexed_job_tf_config`), or by a Kubeflow TFJob;
+`tf_config_from_environment` picks one for `mcnn-train --tf_config_from`.
+`parse_tf_config` validates one and returns this process' `TaskInfo`, raising
+a one-line `ValueError` instead of letting TensorFlow hang or fail with a
+stack trace.
 
 Plain Python: nothing here imports TensorFlow, so the launcher and
 `mcnn-launch --print_slurm_tf_config` stay fast. The TensorFlow side
@@ -20,6 +22,7 @@ Plain Python: nothing here imports TensorFlow, so the launcher and
 Usage:
 
     os.environ["TF_CONFIG"] = cluster.slurm_tf_config(os.environ)  # in srun
+    os.environ["TF_CONFIG"] = cluster.k8s_indexed_job_tf_config(os.environ)  # in a pod
     task = cluster.parse_tf_config(os.environ["TF_CONFIG"])        # ValueError if bad
     print(task.worker_index, task.num_workers, task.is_chief)
 
@@ -204,6 +207,68 @@ def slurm_tf_config(environ, base_port=8888):
                          f"on {workers[proc_id]}: use srun --distribution=block")
     return json.dumps({"cluster": {"worker": workers},
                        "task": {"type": "worker", "index": proc_id}})
+
+
+# --- Kubernetes Indexed Job (no operator) ----------------------------------------
+
+K8S_DEFAULT_PORT = 2222
+
+
+def _port(environ, default):
+    """MCNN_PORT as an int, `default` when unset."""
+    text = environ.get("MCNN_PORT", "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        # Kubernetes' service links set <SERVICE>_PORT=tcp://...: a service named
+        # "mcnn" would shadow ours (the manifest sets enableServiceLinks: false).
+        raise ValueError(f"MCNN_PORT={text!r} is not a port number")
+    return int(text)
+
+
+def k8s_indexed_job_tf_config(environ):
+    """TF_CONFIG (JSON text) of this pod of a Kubernetes Indexed Job.
+
+    Pod i of an Indexed Job (completionMode: Indexed) gets JOB_COMPLETION_INDEX=i
+    and the hostname `<job>-<i>`; with `subdomain: <service>` and a headless
+    Service of that name, every pod resolves as `<job>-<i>.<service>`. Reads
+    JOB_COMPLETION_INDEX, MCNN_NUM_WORKERS (= the Job's parallelism and
+    completions), MCNN_JOB_NAME, MCNN_SERVICE_NAME and MCNN_PORT (default
+    2222), all set by deploy/kubernetes/indexed_job.yaml. Pod 0 is the chief.
+    """
+    def need(name):
+        value = environ.get(name, "").strip()
+        if not value:
+            raise ValueError(f"{name} is not set (--tf_config_from=k8s_indexed_job runs in a "
+                             f"pod of an Indexed Job: see deploy/kubernetes/indexed_job.yaml)")
+        return value
+
+    index, count = need("JOB_COMPLETION_INDEX"), need("MCNN_NUM_WORKERS")
+    if not index.isdigit() or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"JOB_COMPLETION_INDEX={index!r} and MCNN_NUM_WORKERS={count!r} "
+                         f"must be integers (the workers >= 1)")
+    if int(index) >= int(count):
+        raise ValueError(f"JOB_COMPLETION_INDEX={index} is out of range for "
+                         f"MCNN_NUM_WORKERS={count} (set it to the Job's completions)")
+    job, service = need("MCNN_JOB_NAME"), need("MCNN_SERVICE_NAME")
+    port = _port(environ, K8S_DEFAULT_PORT)
+    workers = [f"{job}-{i}.{service}:{port}" for i in range(int(count))]
+    return json.dumps({"cluster": {"worker": workers},
+                       "task": {"type": "worker", "index": int(index)}})
+
+
+TF_CONFIG_SOURCES = ("k8s_indexed_job", "slurm")
+
+
+def tf_config_from_environment(source, environ):
+    """TF_CONFIG text built from `environ` by `source` (one of TF_CONFIG_SOURCES)."""
+    if source == "k8s_indexed_job":
+        return k8s_indexed_job_tf_config(environ)
+    if source == "slurm":
+        port = _port(environ, None)  # else slurm_tf_config's default
+        return slurm_tf_config(environ, **({} if port is None else {"base_port": port}))
+    raise ValueError(f"unknown TF_CONFIG source {source!r} "
+                     f"(expected one of {', '.join(TF_CONFIG_SOURCES)})")
 
 
 # --- all workers on this host (mcnn-launch, tests) ------------------------------

@@ -31,21 +31,24 @@ import math
 import os
 
 from mcnn_keras.classes import MOA_CLASSES
+from mcnn_keras.memory import REMAT_MODES
 
 # The bundled demo set: `mcnn-train` with no flags trains on it.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DATA = os.path.join(REPO_ROOT, "testdata", "synthetic")
 
 
-def option(default, help, choices=None, minimum=None, above=None, required=False):  # pylint: disable=redefined-builtin
+def option(default, help, choices=None, minimum=None, above=None, required=False,  # pylint: disable=redefined-builtin
+           auto=None):
     """A config field with its flag's help, allowed values and lower bound.
 
     `minimum`: smallest allowed value; `above`: values must be greater;
-    `required`: the flag must be given (it has no default).
+    `required`: the flag must be given (it has no default); `auto`: the value
+    the flag's literal `auto` stands for (e.g. 0 for `--batch_size=auto`).
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": choices, "minimum": minimum, "above": above,
-        "required": required})
+        "required": required, "auto": auto})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +96,11 @@ class ModelConfig:
         "G x 82 432 values at global batch G), or all-reduce it (42M values). auto: "
         "factors when smaller. Same weights either way.",
         choices=("auto", "factors", "allreduce"))
+    remat: str = option(
+        "none", "Recompute these pathways' activations in the backward pass, one image at a "
+        "time, instead of keeping them: full_res (the 1x pathway, 74 % of the activations "
+        "and 71 % of the FLOPs) or all. Less memory (see --batch_size=auto), more compute; "
+        "same weights and checkpoints.", choices=REMAT_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +108,12 @@ class ScheduleConfig:
     """Batch, epochs, learning-rate recipe, optimizer and loss (the paper's)."""
 
     batch_size: int = option(8, "Batch size PER REPLICA; the global batch is this times "
-                             "the number of replicas (workers).", minimum=1)
+                             "the number of replicas (workers). auto (or 0): the largest "
+                             "that fits --memory_budget_gb by the analytic memory model "
+                             "(mcnn_keras/memory.py); the pick is logged.", minimum=0, auto=0)
+    memory_budget_gb: float = option(
+        0.0, "Memory per worker for --batch_size=auto, in GB (1e9 bytes); 0 = this host's "
+        "MemTotal minus 15 % (at least 2 GiB), split among its workers.", minimum=0.0)
     epochs: int = option(10, "Epochs to train.", minimum=1)
     steps_per_epoch: int = option(0, "Steps per epoch; 0 = one pass over the smallest "
                                   "worker's shards (counts the records once).", minimum=0)
@@ -134,8 +147,18 @@ class RuntimeConfig:
         "AUTO", "All-reduce implementation for multi_worker_mirrored.",
         choices=("AUTO", "RING"))
     collective_timeout_s: float = option(
-        600.0, "multi_worker_mirrored: fail (never hang) when a peer does not come up or "
-        "stops answering for this many seconds; 0 = wait forever.", minimum=0.0)
+        600.0, "multi_worker_mirrored: fail (never hang) when a running peer stops "
+        "answering for this many seconds; 0 = wait forever.", minimum=0.0)
+    startup_timeout: float = option(
+        600.0, "multi_worker_mirrored: seconds to wait for every worker to start (workers "
+        "may start minutes apart; whom we wait for is logged every 30 s), then fail "
+        "naming the missing ones.", above=0.0)
+    tf_config_from: str = option(
+        "", "multi_worker_mirrored: build TF_CONFIG from the environment instead of reading "
+        "it: k8s_indexed_job (JOB_COMPLETION_INDEX, MCNN_NUM_WORKERS, MCNN_JOB_NAME, "
+        "MCNN_SERVICE_NAME, MCNN_PORT; deploy/kubernetes/indexed_job.yaml) or slurm (SLURM_*, "
+        "first port MCNN_PORT); '' = TF_CONFIG as set.",
+        choices=("", "k8s_indexed_job", "slurm"))
     target_accuracy: float = option(0.0, "Stop once validation top-1 reaches this; reports "
                                     "time-to-train. 0 = off.", minimum=0.0)
     seed: int = option(0, "Seed of weights and data order.", minimum=0)
@@ -186,6 +209,29 @@ class TrainConfig:
         return TrainConfig.from_flat({**self.flat(), **changes})
 
 
+# Flags a re-run on an existing model_dir may change (`run_dir.RunDir.check_resume`).
+# They say how long to train and how to run, checkpoint and log, never what is
+# trained: changing data, model, seed or the schedule's shape would mix two
+# experiments in one directory's checkpoints and metrics. `epochs` extends (or
+# ends) a run: the LR decay then spans the new length from the resumed step on.
+# `dense_gradient` is only how replicas sync one gradient (same weights), `remat`
+# how the same gradient is computed;
+# `model_dir` may differ when the directory was moved or given relatively.
+# What these resolve to (the global batch, steps per epoch) must still match:
+# `RunDir.check_plan`.
+RESUMABLE_CHANGES = ("epochs", "target_accuracy", "model_dir", "strategy",
+                     "collective_implementation", "collective_timeout_s", "startup_timeout",
+                     "tf_config_from", "checkpoint_every_steps", "keep_checkpoints",
+                     "tensorboard", "verbose", "intra_op_threads", "inter_op_threads",
+                     "dense_gradient", "remat", "memory_budget_gb")
+
+
+def differences(old, new):
+    """{flat field name: (old value, new value)} of the fields where two configs differ."""
+    a, b = old.flat(), new.flat()
+    return {name: (a[name], b[name]) for name in a if a[name] != b[name]}
+
+
 def fields():
     """(section name, dataclasses.Field) of every configuration field, in order."""
     return [(name, f) for name, section in SECTIONS.items()
@@ -211,10 +257,7 @@ def validate(cfg):
     for _, f in fields():
         check_value(f.name, flat[f.name], f.metadata)
     if cfg.data.height or cfg.data.width:
-        from mcnn_keras.model import check_input_size  # pylint: disable=import-outside-toplevel
-        try:
-            check_input_size(cfg.data.height, cfg.data.width)
-        except ValueError as e:
-            raise ValueError(f"--height/--width: {e}") from None
+        from mcnn_keras.topology import check_size_flags  # pylint: disable=import-outside-toplevel
+        check_size_flags(cfg.data.height, cfg.data.width)
     cfg.data.class_name_list()
     return cfg

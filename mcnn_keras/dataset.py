@@ -22,11 +22,16 @@ Usage:
 
 import dataclasses
 import glob
+import logging
 import os
+import re
 
 import tensorflow as tf
 
-from mcnn_keras import atomic, dihedral, records
+from mcnn_keras import atomic, dihedral, records, storage
+
+_LOG = logging.getLogger(__name__)
+
 
 def list_files(patterns, check=True):
     """Expands comma-separated globs (or a list of them) into sorted files.
@@ -34,6 +39,7 @@ def list_files(patterns, check=True):
     Raises ValueError naming a pattern that matches nothing, or a file that is
     not a TFRecord file.
     """
+    storage.require_filesystem(patterns)  # s3:// needs tensorflow-io: one line if it cannot load
     if isinstance(patterns, str):
         patterns = [p for p in patterns.split(",") if p.strip()]
     files = []
@@ -53,12 +59,17 @@ def list_files(patterns, check=True):
     return files
 
 
-def files_for_worker(files, worker_index, num_workers):
-    """This worker's shards: file i goes to worker i % num_workers."""
+def files_for_worker(files, worker_index, num_workers, what=""):
+    """This worker's shards: file i goes to worker i % num_workers.
+
+    `what` ("training", "validation") names the files in the error raised
+    when there are fewer than workers.
+    """
     if len(files) < num_workers:
+        kind = f"{what} " if what else ""
         raise ValueError(
-            f"{len(files)} TFRecord files for {num_workers} workers: every worker needs "
-            f"at least one shard (write more shards, e.g. 64-256)")
+            f"{len(files)} {kind}TFRecord files for {num_workers} workers: every worker "
+            f"needs at least one {kind}shard (write more shards, e.g. 64-256)")
     return files[worker_index::num_workers]
 
 
@@ -67,8 +78,48 @@ def count_records(files):
     counts = {}
     for path in files:
         ds = tf.data.TFRecordDataset(path, records.compression_type(path))
-        counts[path] = int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+        try:
+            counts[path] = int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+        except tf.errors.OpError as e:
+            raise diagnose_read_error([path], e) from None
     return counts
+
+
+def diagnose_read_error(files, error):
+    """`error` (reading `files` failed) as an error naming the damaged file and record.
+
+    TensorFlow's errors for a truncated, corrupted (CRC) or gzip-truncated
+    shard, or a record that is no `tf.train.Example`, do not say which file;
+    this scans `files` in order (`records.find_damage`) and returns an error
+    of the same class, "<file>: record <i>: <what>". `error` itself comes back
+    when it is not such an error, already names its record, or no damage is
+    found.
+    """
+    message = getattr(error, "message", "") or ""
+    # TensorFlow quotes an unparsable record in its error; Python then fails
+    # to decode that message and raises UnicodeDecodeError instead.
+    if not (isinstance(error, (tf.errors.DataLossError, UnicodeDecodeError)) or (
+            isinstance(error, tf.errors.InvalidArgumentError)
+            and "assertion failed" not in message
+            and re.search(r"[Pp]ars(e|ing)|Example|Feature", message))):
+        return error
+    _LOG.info("a read error (%s): looking for the damaged record in %d file(s)",
+              type(error).__name__, len(files))
+    for path in files:
+        damage = records.find_damage(path)
+        if damage:
+            kind = tf.errors.DataLossError if isinstance(error, UnicodeDecodeError) else type(
+                error)
+            return kind(None, None, f"{path}: record {damage[0]}: {damage[1]}")
+    return error
+
+
+def named_errors(ds, files):
+    """Iterates `ds` (reading `files`); a read error names the damaged file."""
+    try:
+        yield from ds
+    except (tf.errors.OpError, UnicodeDecodeError) as e:
+        raise diagnose_read_error(files, e) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +140,7 @@ class Stream:
 
 def _decoder(height, width, num_classes, with_metadata=False):
     def decode(source, serialized):
-        features = records.parse_features(serialized)
+        features = records.parse_features(serialized, source)
         image = records.decode_image(features, height, width, source=source)
         label = records.decode_label(features, num_classes, source=source)
         if with_metadata:

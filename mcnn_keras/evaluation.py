@@ -42,10 +42,23 @@ def checkpoint_predictor(model_dir, checkpoint=None):
 
 
 def saved_model_predictor(path):
-    """A predictor from an exported SavedModel's serving_default signature."""
-    serving = tf.saved_model.load(path).signatures["serving_default"]
-    _, height, width, _ = serving.structured_input_signature[1]["images"].shape
-    num_classes = serving.structured_outputs["probabilities"].shape[-1]
+    """A predictor from an exported SavedModel's serving_default signature.
+
+    A missing path is a FileNotFoundError, anything that is not an mcnn-export
+    SavedModel (garbage, no `images` input, ...) a ValueError; both name `path`.
+    """
+    if "://" not in path and not os.path.isdir(path):
+        if os.path.exists(path):
+            raise ValueError(f"{path} is a file, not a SavedModel directory")
+        raise FileNotFoundError(f"{path}: no such SavedModel directory")
+    try:  # TensorFlow's own errors for a bad SavedModel are of many types
+        serving = tf.saved_model.load(path).signatures["serving_default"]
+        _, height, width, _ = serving.structured_input_signature[1]["images"].shape
+        num_classes = serving.structured_outputs["probabilities"].shape[-1]
+    except (OSError, KeyError, ValueError, TypeError, tf.errors.OpError) as e:
+        reason = f"no {e}" if isinstance(e, KeyError) else str(e).strip().splitlines()[0]
+        raise ValueError(f"{path} is not a SavedModel written by mcnn-export "
+                         f"({reason})") from None
     return Predictor(lambda x: serving(images=x)["probabilities"], height, width,
                      num_classes, path)
 
@@ -55,7 +68,7 @@ def predict_files(predictor, files, batch_size=32):
     ds = dataset.eval_dataset(files, predictor.height, predictor.width, batch_size,
                               predictor.num_classes, with_metadata=True)
     probabilities, labels, metadata = [], [], []
-    for images, batch_labels, batch_metadata in ds:  # one pass over the files
+    for images, batch_labels, batch_metadata in dataset.named_errors(ds, files):  # one pass
         probabilities.append(predictor(images))
         labels.append(batch_labels.numpy())
         columns = {key: batch_metadata[key].numpy() for key in records.METADATA_KEYS}
@@ -106,7 +119,7 @@ def evaluate(predictor, files, output_dir, class_names, batch_size=32,
         report["per_treatment"] = treatments.per_treatment_accuracy(
             probabilities, labels, metadata, class_names, exclude=tuple(treatment_exclude))
 
-    os.makedirs(output_dir, exist_ok=True)
+    tf.io.gfile.makedirs(output_dir)
     atomic.write_text_atomic(
         os.path.join(output_dir, "confusion_matrix.csv"),
         _csv_text(["true \\ predicted"] + class_names,

@@ -5,7 +5,11 @@ TF_CONFIG (all on 127.0.0.1, distinct free ports: `cluster.local_tf_configs`).
 With `pin_cores`, worker i is bound to its own cores (`os.sched_setaffinity`
 before exec) and told to use exactly that many intra-op threads
 (TF_NUM_INTRAOP_THREADS; inter-op 1 for one core, else 2). Output is
-forwarded line by line with a `[worker i] ` prefix. If a worker exits
+forwarded line by line with a `[worker i] ` prefix. On a host with several
+NUMA nodes (`numa_nodes`, read from /sys/devices/system/node), pinned
+workers get their cores from one node each and their memory bound to it
+(`numactl --membind=N --physcpubind=...`; without numactl a one-line warning,
+and the cores are still pinned); the plan is logged. If a worker exits
 non-zero the others are stopped (SIGTERM, then SIGKILL after a grace period)
 and the launcher returns that worker's code; SIGTERM and SIGINT sent to the
 launcher are forwarded to all workers.
@@ -21,7 +25,9 @@ runtime honours them) call `configure_threads_from_env()` before any op.
 """
 
 import ctypes
+import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +37,8 @@ import time
 from mcnn_keras import cluster
 
 _PR_SET_PDEATHSIG = 1
+NODE_ROOT = "/sys/devices/system/node"
+NUMA_MODES = ("auto", "off")  # auto: bind to nodes when the host has several
 
 
 def core_assignment(num_workers, threads_per_worker=0, available=None):
@@ -45,6 +53,88 @@ def core_assignment(num_workers, threads_per_worker=0, available=None):
         raise ValueError(f"cannot pin {num_workers} workers x {threads_per_worker or 1} "
                          f"cores on the {len(cores)} available cores {cores}")
     return [cores[i * per_worker:(i + 1) * per_worker] for i in range(num_workers)]
+
+
+def parse_cpulist(text):
+    """CPU numbers of a sysfs cpulist such as '0-3,8-11'."""
+    cpus = []
+    for part in text.strip().split(","):
+        if part:
+            first, _, last = part.partition("-")
+            cpus += range(int(first), int(last or first) + 1)
+    return cpus
+
+
+def numa_nodes(root=NODE_ROOT):
+    """{node: [cpus]} of this host from sysfs (`root`); {} if it cannot be read."""
+    nodes = {}
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return {}
+    for name in names:
+        if name.startswith("node") and name[4:].isdigit():
+            try:
+                with open(os.path.join(root, name, "cpulist")) as f:
+                    cpus = parse_cpulist(f.read())
+            except (OSError, ValueError):
+                continue
+            if cpus:
+                nodes[int(name[4:])] = cpus
+    return dict(sorted(nodes.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where one worker runs: its cores (None = any) and NUMA node (None = unbound)."""
+
+    cores: list = None
+    node: int = None
+
+
+def numa_assignment(num_workers, threads_per_worker=0, available=None, nodes=None):
+    """One `Placement` per worker, each worker's cores from a single NUMA node.
+
+    Workers are spread evenly over the nodes that have allowed cores (workers
+    0..k-1 on the first, and so on); `threads_per_worker` 0 gives each the
+    most cores that every node can give all of its workers. ValueError when
+    they do not fit.
+    """
+    allowed = set(available if available is not None else os.sched_getaffinity(0))
+    usable = {n: sorted(allowed & set(cpus)) for n, cpus in (nodes or {}).items()}
+    usable = {n: cpus for n, cpus in usable.items() if cpus}
+    if not usable:
+        raise ValueError(f"no NUMA node has any of the allowed cores {sorted(allowed)}")
+    spread = min(num_workers, len(usable))
+    counts = [num_workers // spread + (i < num_workers % spread) for i in range(spread)]
+    placed = list(zip(usable.items(), counts))
+    per_worker = threads_per_worker or min(len(cpus) // count for (_, cpus), count in placed)
+    if per_worker < 1 or any(per_worker * count > len(cpus) for (_, cpus), count in placed):
+        raise ValueError(f"cannot pin {num_workers} workers x {threads_per_worker or 1} cores "
+                         f"on the NUMA nodes {usable}, one node per worker")
+    return [Placement(cpus[i * per_worker:(i + 1) * per_worker], node)
+            for (node, cpus), count in placed for i in range(count)]
+
+
+def plan_workers(num_workers, pin_cores=False, threads_per_worker=0, numa="auto",
+                 numa_root=NODE_ROOT, available=None):
+    """One `Placement` per worker: NUMA nodes when pinning on a multi-node host."""
+    if not pin_cores:
+        return [Placement()] * num_workers
+    nodes = numa_nodes(numa_root) if numa != "off" else {}
+    if len(nodes) > 1:
+        return numa_assignment(num_workers, threads_per_worker, available, nodes)
+    return [Placement(cores) for cores in
+            core_assignment(num_workers, threads_per_worker, available)]
+
+
+def worker_command(command, placement, numactl):
+    """`command`, prefixed to bind its memory to the placement's node when it has one
+    and `numactl` (its path, or None) is installed."""
+    if placement.node is None or not numactl:
+        return list(command)
+    return [numactl, f"--membind={placement.node}",
+            f"--physcpubind={','.join(map(str, placement.cores))}", *command]
 
 
 def thread_env(num_threads):
@@ -119,14 +209,42 @@ class _Workers:
             proc.wait()
 
 
+def _numactl(placements, which):
+    """(numactl's path or None, why not): None unless it is installed and can bind
+    memory here (a container's seccomp profile may forbid it)."""
+    path = which("numactl")
+    if not path:
+        return None, "numactl not found"
+    probe = subprocess.run(worker_command(["true"], placements[0], path), check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if probe.returncode:
+        return None, f"numactl cannot bind memory here ({probe.stderr.strip()[:80]})"
+    return path, ""
+
+
+def _log_plan(log, placements, numactl, why_not):
+    """One line per worker (node, cores, memory binding), and a warning if unbound."""
+    bound = any(p.node is not None for p in placements)
+    for i, p in enumerate(placements):
+        where = (f"NUMA node {p.node}, cores {p.cores}, memory "
+                 f"{'bound by numactl' if numactl else 'NOT bound'}" if bound
+                 else f"cores {p.cores}, no NUMA binding")
+        log.write(f"[launcher] plan: worker {i} -> {where}\n")
+    if bound and not numactl:
+        log.write(f"[launcher] warning: {why_not}: workers are pinned to their node's cores "
+                  f"but their memory is not bound to it (install numactl, or --numa=off)\n")
+
+
 def launch_local(command, num_workers, pin_cores=False, threads_per_worker=0,
                  grace_period_s=10.0, extra_env=None, stdout=None, stderr=None,
-                 log=None):
+                 log=None, numa="auto", numa_root=NODE_ROOT, which=shutil.which):
     """Runs `command` as `num_workers` local workers; returns the job's exit code.
 
     0 when every worker exits 0; otherwise the exit code of the first worker
     that failed (128 + signal number if it was killed), after stopping the
-    others. `stdout`/`stderr`/`log` default to this process' streams.
+    others. `stdout`/`stderr`/`log` default to this process' streams. With
+    `pin_cores`, `numa` "auto" binds workers to the NUMA nodes of `numa_root`
+    when there are several (`which` finds numactl), "off" never.
     """
     if num_workers < 1:
         raise ValueError(f"--num_workers must be >= 1, got {num_workers}")
@@ -134,8 +252,14 @@ def launch_local(command, num_workers, pin_cores=False, threads_per_worker=0,
         raise ValueError("no worker command given (put it after --)")
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     log = log or stderr
-    cores = (core_assignment(num_workers, threads_per_worker) if pin_cores
-             else [None] * num_workers)
+    if numa not in NUMA_MODES:
+        raise ValueError(f"--numa must be one of {', '.join(NUMA_MODES)}, got {numa!r}")
+    placements = plan_workers(num_workers, pin_cores, threads_per_worker, numa, numa_root)
+    cores = [p.cores for p in placements]
+    numactl, why_not = (_numactl(placements, which)
+                        if any(p.node is not None for p in placements) else (None, ""))
+    if pin_cores:
+        _log_plan(log, placements, numactl, why_not)
     configs = cluster.local_tf_configs(num_workers)
     lock = threading.Lock()
     procs, threads = [], []
@@ -156,9 +280,10 @@ def launch_local(command, num_workers, pin_cores=False, threads_per_worker=0,
             threads_i = len(cores[i]) if cores[i] else threads_per_worker
             if threads_i:
                 env.update(thread_env(threads_i))
-            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, bufsize=1,
-                                    start_new_session=True, preexec_fn=_child_setup(cores[i]))
+            proc = subprocess.Popen(worker_command(command, placements[i], numactl), env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    bufsize=1, start_new_session=True,
+                                    preexec_fn=_child_setup(cores[i]))
             procs.append(proc)
             for stream, out in ((proc.stdout, stdout), (proc.stderr, stderr)):
                 thread = threading.Thread(target=_forward, daemon=True,

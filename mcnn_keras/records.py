@@ -22,7 +22,9 @@ Usage:
 
 import gzip
 import os
+import re
 import struct
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -32,12 +34,11 @@ from mcnn_keras import atomic
 GZIP_MAGIC = b"\x1f\x8b"
 METADATA_KEYS = ("class_name", "compound", "concentration", "plate", "well",
                  "site", "replicate")
+INT_KEYS = ("height", "width", "channels", "label")
+_ABSENT = -2**63  # what parsing gives for a missing int feature (then a named error)
 FEATURES = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "height": tf.io.FixedLenFeature([], tf.int64),
-    "width": tf.io.FixedLenFeature([], tf.int64),
-    "channels": tf.io.FixedLenFeature([], tf.int64),
-    "label": tf.io.FixedLenFeature([], tf.int64),
+    "image": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    **{key: tf.io.FixedLenFeature([], tf.int64, default_value=_ABSENT) for key in INT_KEYS},
     **{key: tf.io.FixedLenFeature([], tf.string, default_value="")
        for key in METADATA_KEYS},
 }
@@ -77,14 +78,25 @@ def encode_example(image, label, metadata=None):
         deterministic=True)
 
 
-def parse_features(serialized):
-    """Parses a serialized example into its feature dict (image still bytes)."""
-    return tf.io.parse_single_example(serialized, FEATURES)
-
-
 def _check(condition, message, source):
     """An assertion whose failure names `source` (a file and record, str or tensor)."""
     return tf.debugging.Assert(condition, [source, message])
+
+
+def parse_features(serialized, source="record"):
+    """Parses a serialized example into its feature dict (image still bytes).
+
+    A missing image, height, width, channels or label fails naming `source`
+    (tf.errors.InvalidArgumentError). Bytes that are no `tf.train.Example`
+    fail unnamed: `find_damage` finds them.
+    """
+    features = tf.io.parse_single_example(serialized, FEATURES)
+    checks = [_check(tf.not_equal(features[key], _ABSENT), f"no {key} feature", source)
+              for key in INT_KEYS]
+    checks.append(_check(tf.strings.length(features["image"]) > 0, "no image feature",
+                         source))
+    with tf.control_dependencies(checks):
+        return {key: tf.identity(value) for key, value in features.items()}
 
 
 def decode_image(features, height=None, width=None, channels=3, source="record"):
@@ -122,7 +134,7 @@ def decode_label(features, num_classes, source="record"):
 def read_examples(path):
     """Yields (image uint8 array, label, metadata dict) for every record of a file."""
     for serialized in tf.data.TFRecordDataset(path, compression_type(path)):
-        features = parse_features(serialized)
+        features = parse_features(serialized, source=path)
         image = decode_image(features, source=path).numpy()
         metadata = {key: features[key].numpy().decode("utf-8") for key in METADATA_KEYS}
         yield image, int(features["label"].numpy()), metadata
@@ -250,5 +262,79 @@ def image_size(path):
     header, record = _first_record(path, read_record=True)
     if len(header) < 12:
         raise ValueError(f"{path}: no records")
+    problem = example_problem(record)
+    if problem:
+        raise ValueError(f"{path}: record 0: {problem}")
     feature = tf.train.Example.FromString(record).features.feature
     return int(feature["height"].int64_list.value[0]), int(feature["width"].int64_list.value[0])
+
+
+# --- Finding the damaged record -------------------------------------------------
+# TensorFlow's read errors ("corrupted record at 148176", a parse failure) do
+# not name the file. TensorFlow's reader locates the damage fast (its CRC-32C
+# is C++; ours above does ~6 MB/s), then the framing reader says what it is.
+
+def example_problem(serialized):
+    """Why `serialized` is not one of this project's examples, or None."""
+    example = tf.train.Example()
+    try:
+        example.ParseFromString(serialized)
+    except Exception:  # pylint: disable=broad-except  (protobuf's DecodeError)
+        return f"not a tf.train.Example ({len(serialized)} bytes that do not parse)"
+    feature = example.features.feature
+    for key in ("image",) + INT_KEYS + METADATA_KEYS:
+        kind = "bytes_list" if key == "image" or key in METADATA_KEYS else "int64_list"
+        if key not in feature:
+            if key in METADATA_KEYS:
+                continue
+            return f"no {key} feature (not an example of this project's schema?)"
+        if feature[key].WhichOneof("kind") != kind or len(getattr(feature[key], kind).value) != 1:
+            return f"the {key} feature is not a single {kind.split('_')[0]} value"
+    return None
+
+
+def _framing_problem(path, index):
+    """What the TF-free framing reader finds wrong at record `index` of `path`."""
+    gzipped = compression_type(path) == "GZIP"
+    try:
+        with tf.io.gfile.GFile(path, "rb") as raw:
+            f = gzip.GzipFile(fileobj=raw) if gzipped else raw
+            for i in range(index + 1):
+                header = f.read(12)
+                if len(header) < 12:
+                    return (f"the file ends inside a record header ({len(header)} of 12 bytes): "
+                            f"truncated" if header else None)
+                length = struct.unpack("<Q", header[:8])[0]
+                if struct.unpack("<I", header[8:])[0] != masked_crc32c(header[:8]):
+                    return "its length field is corrupted (CRC mismatch)"
+                if i < index:
+                    f.seek(length + 4, 1)
+                    continue
+                data, footer = f.read(length), f.read(4)
+                if len(data) < length or len(footer) < 4:
+                    return (f"the file ends inside it ({len(data)} of {length} bytes): "
+                            f"truncated")
+                if struct.unpack("<I", footer)[0] != masked_crc32c(data):
+                    return "its bytes are corrupted (CRC mismatch)"
+    except (EOFError, OSError, zlib.error) as e:
+        return f"the gzip stream is damaged or cut short ({e})"
+    return None
+
+
+def find_damage(path):
+    """(record index, what is wrong) of the first damaged record of `path`, or None.
+
+    Damage: a truncated or corrupted (CRC) record, a damaged gzip stream,
+    a record that is no `tf.train.Example` of this schema (`example_problem`).
+    """
+    index = 0
+    try:
+        for serialized in tf.data.TFRecordDataset(path, compression_type(path)):
+            problem = example_problem(serialized.numpy())
+            if problem:
+                return index, problem
+            index += 1
+    except tf.errors.OpError as e:
+        tf_says = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*", "", e.message).strip()
+        return index, _framing_problem(path, index) or tf_says.split("\n")[0] or str(e)
+    return None

@@ -47,6 +47,14 @@ def check_input_size(height, width):
                 f"of {SIZE_MULTIPLE} (or 724, zero-padded to 768)")
 
 
+def check_size_flags(height, width):
+    """`check_input_size` for the --height/--width flags: the error names them."""
+    try:
+        check_input_size(height, width)
+    except ValueError as e:
+        raise ValueError(f"--height/--width: {e}") from None
+
+
 def flat_features(height, width):
     """Inputs of the first dense layer: 81 920 at 1024 x 1280."""
     check_input_size(height, width)

@@ -27,6 +27,7 @@ Usage:
         "model_dir": "runs/demo", "height": 128, "width": 128, "epochs": 5}))
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -35,8 +36,10 @@ import os
 import keras
 import tensorflow as tf
 
-from mcnn_keras import (atomic, callbacks, config, dataset, distribute, export,
-                        factored_dense, keras_multiworker_fix, plots, records, run_dir)
+from mcnn_keras import (atomic, callbacks, cluster, config, dataset, distribute, export,
+                        factored_dense, keras_multiworker_fix, leftovers, plots, records,
+                        run_dir, storage)
+from mcnn_keras import memory
 from mcnn_keras import optimizer as mcnn_optimizer
 from mcnn_keras.model import DENSE_UNITS, build_model, flat_features
 from mcnn_keras.schedule import LinearScalingSchedule
@@ -153,19 +156,20 @@ class _Run:
 
 def _set_up(cfg):
     runtime = cfg.runtime
+    storage.require_filesystem(runtime.model_dir)  # before any work: s3:// needs tensorflow-io
     strategy = distribute.make_strategy(runtime.strategy, runtime.collective_implementation,
-                                        runtime.collective_timeout_s)
+                                        runtime.collective_timeout_s, runtime.startup_timeout)
     keras_multiworker_fix.apply(strategy)  # no-op unless Keras' bugs can bite
     task = distribute.task_info(strategy)
     keras.utils.set_random_seed(runtime.seed)
     scratch = run_dir.RunDir(distribute.writer_dir(runtime.model_dir, task))
-    os.makedirs(scratch.path, exist_ok=True)
+    tf.io.gfile.makedirs(scratch.path)
 
     train_files = dataset.list_files(cfg.data.train_files)
     val_files = dataset.list_files(cfg.data.val_files) if cfg.data.val_files else []
-    for files in (train_files, val_files):
+    for files, what in ((train_files, "training"), (val_files, "validation")):
         if files:
-            dataset.files_for_worker(files, task.num_workers - 1, task.num_workers)
+            dataset.files_for_worker(files, task.num_workers - 1, task.num_workers, what)
     steps_per_epoch, validation_steps = plan_steps(cfg.schedule, train_files, val_files,
                                                    task.num_workers)
     global_batch = cfg.schedule.batch_size * strategy.num_replicas_in_sync
@@ -177,7 +181,12 @@ def _set_up(cfg):
 
 
 def _build(cfg, run):
-    """Model, optimizer and checkpointer in the strategy scope; the restored step."""
+    """Model, optimizer and checkpointer in the strategy scope; the restored step.
+
+    First removes what killed earlier attempts left behind (the chief in the
+    model_dir it holds locked; every worker its host's dead scratch dirs).
+    """
+    leftovers.remove_leftovers(run.out if run.task.is_chief else None)
     factors = factored_dense.use_factors(
         cfg.model.dense_gradient, run.global_batch,
         flat_features(cfg.data.height, cfg.data.width), DENSE_UNITS)
@@ -187,7 +196,7 @@ def _build(cfg, run):
     with run.strategy.scope():
         model = build_model(cfg.data.height, cfg.data.width, cfg.data.num_classes,
                             dtype_policy=cfg.model.dtype, weight_decay=cfg.model.weight_decay,
-                            factored_dense=factors)
+                            factored_dense=factors, remat=cfg.model.remat)
         optimizer = compile_model(model, cfg.schedule, cfg.data.num_classes)
         checkpointer = callbacks.checkpoint.Checkpointer(
             model, optimizer, run.out.checkpoints, write_dir=run.scratch.checkpoints,
@@ -206,7 +215,9 @@ def _callbacks(cfg, run, checkpointer, schedule):
         if run.task.num_workers > 1 else None)
     stop_at_target = (callbacks.StopAtTargetAccuracy(cfg.runtime.target_accuracy)
                       if cfg.runtime.target_accuracy else None)
-    fit_callbacks = [callbacks.StepLearningRateScheduler(schedule),
+    # StopOnDivergence first: it must raise before any callback saves or votes.
+    fit_callbacks = [callbacks.StopOnDivergence(),
+                     callbacks.StepLearningRateScheduler(schedule),
                      callbacks.Throughput(run.global_batch)]
     fit_callbacks += [stop_at_target] if stop_at_target else []
     fit_callbacks += [checkpointing, callbacks.MetricsLogger(
@@ -245,17 +256,23 @@ def _fit(cfg, run, model, phases, fit_callbacks):
                       validation_data=val_data,
                       validation_steps=run.validation_steps or None,
                       callbacks=fit_callbacks, verbose=cfg.runtime.verbose, shuffle=False)
-        except tf.errors.OpError as e:  # a dead peer: say so in the error's first line
+        except (tf.errors.OpError, UnicodeDecodeError) as e:  # a dead peer, a damaged shard
             if run.task.num_workers > 1 and type(e).__name__ in distribute.PEER_FAILURE_ERRORS:
                 raise distribute.peer_failure(e) from None
-            raise
+            mine = [f for files in (run.train_files, run.val_files) if files for f in
+                    dataset.files_for_worker(files, run.task.worker_index, run.task.num_workers)]
+            raise dataset.diagnose_read_error(mine, e) from None
+        except callbacks.DivergenceError as e:  # the same step on every worker
+            raise e.with_context((e.step - 1) // run.steps_per_epoch + 1,
+                                 "lower --base_lr/--max_lr or lengthen --warmup_epochs"
+                                 ) from None
         if model.stop_training:
             break
 
 
 def _write_results(cfg, run, model, summary):
     """The chief's curves PNG, SavedModel and summary.json."""
-    if os.path.exists(run.out.metrics):
+    if tf.io.gfile.exists(run.out.metrics):
         history = callbacks.metrics_logger.read_metrics(run.out.metrics)
         summary["final"] = history[-1] if history else None
         plots.plot_training_curves(history, run.out.training_curves)
@@ -265,19 +282,48 @@ def _write_results(cfg, run, model, summary):
 
 # --- The run ---------------------------------------------------------------------
 
+def _is_chief(runtime):
+    """Whether this process is the chief, from --strategy and TF_CONFIG: known
+    before the strategy is built (which waits for every worker)."""
+    tf_config = os.environ.get("TF_CONFIG", "").strip()
+    if runtime.strategy != "multi_worker_mirrored" or not tf_config:
+        return True
+    return cluster.parse_tf_config(tf_config).is_chief
+
+
 def train(cfg, extra_callbacks=()):
     """Runs training as configured; returns the summary dict (also in summary.json).
 
-    `extra_callbacks` are added to Keras' `fit` after the project's own.
+    The chief holds the model_dir's lock (`RunDir.lock`) for the whole run,
+    taken first, so a second run on the directory fails at once. A re-run may
+    change only `config.RESUMABLE_CHANGES`; flags.json is written once the
+    model is built and restored. `extra_callbacks` are added to Keras' `fit`
+    after the project's own.
     """
-    cfg = config.validate(resolve_image_size(config.validate(cfg)))
+    cfg = config.validate(cfg)
+    chief = _is_chief(cfg.runtime)
+    with run_dir.RunDir(cfg.runtime.model_dir).lock() if chief else contextlib.nullcontext():
+        return _train(cfg, extra_callbacks, chief)
+
+
+def _train(cfg, extra_callbacks, chief):
+    cfg = config.validate(memory.resolve_batch_size(resolve_image_size(cfg)))  # auto -> a pick
+    out = run_dir.RunDir(cfg.runtime.model_dir)
+    changed = out.check_resume(cfg) if chief else {}  # before anything is built
+    if chief:
+        export.check_export_dir(out.export)  # not at the end of a long run
     run = _set_up(cfg)
+    plan = {"global_batch": run.global_batch, "steps_per_epoch": run.steps_per_epoch,
+            "num_workers": run.task.num_workers}
+    if run.task.is_chief:
+        out.check_plan(plan)
     model, checkpointer, start_step = _build(cfg, run)
     total_steps = cfg.schedule.epochs * run.steps_per_epoch
-    if run.task.is_chief:
-        atomic.write_json_atomic(run.out.flags_json, {
-            **cfg.flat(), "global_batch": run.global_batch,
-            "steps_per_epoch": run.steps_per_epoch, "num_workers": run.task.num_workers})
+    if run.task.is_chief:  # training starts: only now may flags.json change
+        if changed:
+            _LOG.info("resuming at step %d with changed flags: %s", start_step, ", ".join(
+                f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+        out.write_config(cfg, plan, changed, start_step)
 
     schedule = LinearScalingSchedule.for_run(cfg.schedule, run.global_batch,
                                              run.steps_per_epoch)
@@ -298,7 +344,7 @@ def train(cfg, extra_callbacks=()):
     if not phases:
         _LOG.info("already trained for %d steps: nothing to do", start_step)
     if run.task.is_chief and not checkpointing.preempted and (
-            phases or not os.path.exists(run.out.export)):
+            phases or not tf.io.gfile.exists(run.out.export)):
         _write_results(cfg, run, model, summary)
     distribute.cleanup_writer_dir(run.scratch.path, run.out.path)
     return summary

@@ -73,16 +73,17 @@ def test_format_writers_keep_the_final_name_exactly(tmp_path):
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # format kept
 
 
-def test_remote_paths_are_renamed_with_gfile():
+def test_remote_paths_are_staged_locally_and_uploaded_once():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     directory = "ram://test_atomic"
     path = f"{directory}/x.txt"
     for text, error in (("new", None), ("half", RuntimeError)):
         with pytest.raises(error) if error else contextlib.nullcontext():
             with atomic.atomic_file(path) as tmp:
-                assert tmp.startswith(f"{directory}/.x.txt.tmp-")
+                assert "://" not in tmp and os.path.basename(tmp).startswith(".x.txt.tmp-")
                 with tf.io.gfile.GFile(tmp, "w") as f:
                     f.write(text)
+                assert tf.io.gfile.exists(path) == bool(error)  # no object before the end
                 if error:
                     raise error
         with tf.io.gfile.GFile(path) as f:

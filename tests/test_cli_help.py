@@ -22,7 +22,11 @@ BINARIES = [
     ("mcnn-synthetic", "synthetic", ["output_dir", "num_train"]),
     ("mcnn-convert-bbbc021", "convert_bbbc021", ["bbbc021_dir", "split", "drop_dmso"]),
     ("mcnn-bbbc021-fixture", "bbbc021_fixture", ["output_dir", "plates", "compress"]),
-    ("mcnn-launch", "launch", ["num_workers", "pin_cores", "print_slurm_tf_config"]),
+    ("mcnn-launch", "launch", ["num_workers", "pin_cores", "print_slurm_tf_config", "numa"]),
+    ("mcnn-bench", "bench", ["height", "batch_size", "dtype", "remat", "mode", "train_files",
+                             "sweep_output_dir"]),
+    ("mcnn-ttt", "ttt", ["output_dir", "configs", "target_accuracy"]),
+    ("mcnn-scaling-model", "scaling_model", ["nodes", "bandwidth_gbps", "dataset"]),
 ]
 NOISE = ("cuda", "cuInit", "oneDNN custom operations", "absl::InitializeLog",
          "cpu_feature_guard")

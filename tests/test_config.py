@@ -66,7 +66,7 @@ def test_flat_round_trip_and_unknown_fields():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"batch_size": 0}, "--batch_size=0: must be >= 1"),
+    ({"batch_size": -1}, "--batch_size=-1: must be >= 0"),  # 0 is auto
     ({"epochs": -1}, "--epochs=-1: must be >= 1"),
     ({"base_lr": 0.0}, "--base_lr=0.0: must be > 0"),
     ({"collective_timeout_s": -5.0}, "--collective_timeout_s=-5.0: must be >= 0"),

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from mcnn_keras import config as mcnn_config, dataset, records
 from data_util import write_indexed_dataset
+import multiworker_util as mw
 
 
 def ids(batches):
@@ -59,6 +60,23 @@ def test_file_sharding_is_disjoint_and_complete(files):
     assert all(set(a).isdisjoint(b) for i, a in enumerate(shards) for b in shards[i + 1:])
     with pytest.raises(ValueError, match="4 TFRecord files for 5 workers"):
         dataset.files_for_worker(files, 0, 5)
+    with pytest.raises(ValueError, match="4 validation TFRecord files for 5 workers: every "
+                       "worker needs at least one validation shard"):
+        dataset.files_for_worker(files, 0, 5, "validation")
+
+
+@pytest.mark.slow
+def test_fewer_validation_shards_than_workers_are_named_validation(scratch_dir):
+    """Two real `mcnn-train` workers, 2 training shards but 1 validation shard."""
+    write_indexed_dataset(scratch_dir, "train", 8, num_shards=2)
+    write_indexed_dataset(scratch_dir, "val", 4, num_shards=1)
+    command = mw.train_command(scratch_dir, scratch_dir / "run",
+                               val_files=f"{scratch_dir}/val-*.tfrecord")
+    results = mw.run_workers(command, mw.tf_configs(mw.free_ports(2)), timeout_s=120)
+    for result in results:
+        errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+        assert result.returncode == 1 and len(errors) == 1, mw.format_results(results)
+        assert "1 validation TFRecord files for 2 workers" in errors[0], errors[0]
 
 
 def stream_args(**overrides):

@@ -5,6 +5,8 @@ TF_CONFIG validation and Slurm are `mcnn_keras.cluster` (test_cluster.py).
 
 import json
 import os
+import re
+import socket
 import subprocess
 import time
 
@@ -12,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from mcnn_keras import cluster, distribute
+from data_util import write_indexed_dataset
 import multiworker_util as mw
 
 _TWO_WORKERS = ["127.0.0.1:2222", "127.0.0.1:2223"]
@@ -113,6 +116,24 @@ def test_missing_peer_fails_within_timeout_instead_of_hanging():
         assert "built" not in result.stdout
         assert "not all 2 workers came up within 3" in result.stderr, result.stderr[-2000:]
         assert seconds < 40
+
+
+@pytest.mark.slow
+def test_a_port_already_in_use_is_named(tmp_path):
+    """Through `mcnn-train`: one line naming this worker's address, no traceback."""
+    ports = mw.free_ports(2)
+    write_indexed_dataset(tmp_path, "train", 8, num_shards=2)
+    data = tmp_path
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports[0]))
+        squatter.listen(1)
+        result = subprocess.run(mw.train_command(data, tmp_path / "run"),
+                                env=mw.worker_env(mw.tf_configs(ports)[0]),
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = re.findall(r"^error: .*", result.stderr, re.M)
+    assert len(errors) == 1 and f"server at 127.0.0.1:{ports[0]}" in errors[0], result.stderr
+    assert "port is in use" in errors[0] and "Traceback" not in result.stderr
 
 
 # Each worker: its roles, whether make_strategy installed the Keras fix (it

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import evaluation, export, training
+from mcnn_keras import dataset, evaluation, export, training
 from mcnn_keras.classes import MOA_CLASSES
 from mcnn_keras.run_dir import RunDir
+from cli_util import assert_one_line_error, run_binary
 from data_util import bars_split_dir, small_run_config
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,46 @@ def test_export_binary_rewrites_the_export_from_the_latest_checkpoint(run_dir, t
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "flags.json not found" in missing.stderr
+    # Every export carries its marker; an export of ours is replaced in place.
+    marker = json.loads((target / export.MARKER).read_text())
+    assert marker["format_version"] == export.FORMAT_VERSION
+    assert marker["class_names"] == list(MOA_CLASSES)
+    assert (marker["height"], marker["width"], marker["num_classes"]) == (128, 128, 13)
+    assert (run_dir / "export" / export.MARKER).exists()
+    again = run_binary("mcnn_keras.cli.export", f"--model_dir={run_dir}",
+                       f"--export_dir={target}")
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_export_refuses_what_it_did_not_write_and_moves_nothing(run_dir, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"jpeg")
+    for path, says in ((notes, "exists and is not a directory"),
+                       (photos, "is not an export of mcnn-keras (it has no mcnn_export.json)")):
+        assert_one_line_error(run_binary("mcnn_keras.cli.export", f"--model_dir={run_dir}",
+                                         f"--export_dir={path}"), f"--export_dir={path}", says)
+    assert notes.read_text() == "mine" and os.listdir(photos) == ["a.jpg"]
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "photos"]  # nothing moved aside
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        export.export_saved_model(RunDir(str(run_dir)).restore_model()[0], str(notes),
+                                  MOA_CLASSES)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "photos"]
+
+
+def test_a_run_dirs_export_from_before_the_marker_counts_as_ours(tmp_path):
+    legacy = tmp_path / "run" / "export"
+    legacy.mkdir(parents=True)
+    (legacy / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ValueError, match="not an export of mcnn-keras"):
+        export.check_export_dir(str(legacy))  # not in a run directory
+    (tmp_path / "run" / "flags.json").write_text("{}")
+    export.check_export_dir(str(legacy))
+    export.check_export_dir(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    export.check_export_dir(str(tmp_path / "empty"))
 
 
 def test_evaluate_binary_reports_top1_confusion_and_per_treatment(run_dir):
@@ -93,7 +134,7 @@ def test_evaluate_binary_reports_top1_confusion_and_per_treatment(run_dir):
     assert (run_dir / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
     assert "per_treatment" in report
     # The exported SavedModel gives the same image-level accuracy.
-    files = sorted(str(p) for p in (run_dir.parent).glob("bars*/val-*.tfrecord"))
+    files = dataset.list_files(RunDir(str(run_dir)).load_config().data.val_files)
     served = evaluation.evaluate(evaluation.saved_model_predictor(str(run_dir / "export")),
                                  files, str(run_dir / "eval_served"), MOA_CLASSES)
     assert served["top1"] == pytest.approx(report["top1"])

@@ -144,3 +144,120 @@ def test_cli_without_command_fails_with_one_line():
                             env=mw.worker_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == "error: no worker command given (put it after --)"
+
+
+# --- NUMA: cores from one node per worker, memory bound there ----------------------
+
+def _fake_nodes(root, cpulists):
+    """A sysfs-like node directory: node<i>/cpulist, plus entries that are no node."""
+    for i, cpulist in enumerate(cpulists):
+        (root / f"node{i}").mkdir(parents=True)
+        (root / f"node{i}" / "cpulist").write_text(cpulist + "\n")
+    (root / "power").mkdir()
+    (root / "online").write_text("0-%d\n" % (len(cpulists) - 1))
+    return str(root)
+
+
+def test_numa_nodes_are_read_from_sysfs(tmp_path):
+    assert launcher.parse_cpulist("0-3,8-9,12") == [0, 1, 2, 3, 8, 9, 12]
+    root = _fake_nodes(tmp_path / "node", ["0-1", "2-3"])
+    assert launcher.numa_nodes(root) == {0: [0, 1], 1: [2, 3]}
+    assert launcher.numa_nodes(str(tmp_path / "missing")) == {}
+
+
+def test_numa_assignment_gives_each_worker_one_node():
+    nodes = {0: [0, 1], 1: [2, 3]}
+    assert launcher.numa_assignment(2, available=range(4), nodes=nodes) == [
+        launcher.Placement([0, 1], 0), launcher.Placement([2, 3], 1)]
+    assert launcher.numa_assignment(4, available=range(4), nodes=nodes) == [
+        launcher.Placement([0], 0), launcher.Placement([1], 0),
+        launcher.Placement([2], 1), launcher.Placement([3], 1)]
+    # Only node 1's cores allowed: both workers there.
+    assert launcher.numa_assignment(2, available={2, 3}, nodes=nodes) == [
+        launcher.Placement([2], 1), launcher.Placement([3], 1)]
+    with pytest.raises(ValueError, match="cannot pin 2 workers x 3 cores"):
+        launcher.numa_assignment(2, 3, available=range(4), nodes=nodes)
+
+
+def test_plan_uses_numa_nodes_only_when_there_are_several(tmp_path):
+    two = _fake_nodes(tmp_path / "two", ["0-1", "2-3"])
+    one = _fake_nodes(tmp_path / "one", ["0-3"])
+    plan = launcher.plan_workers(2, pin_cores=True, numa_root=two, available=range(4))
+    assert [(p.node, p.cores) for p in plan] == [(0, [0, 1]), (1, [2, 3])]
+    for root, numa in ((one, "auto"), (two, "off")):
+        plan = launcher.plan_workers(2, pin_cores=True, numa=numa, numa_root=root,
+                                     available=range(4))
+        assert [(p.node, p.cores) for p in plan] == [(None, [0, 1]), (None, [2, 3])]
+    assert launcher.plan_workers(2, numa_root=two) == [launcher.Placement()] * 2
+
+
+def test_worker_command_is_prefixed_with_numactl_when_bound():
+    placement = launcher.Placement([2, 3], 1)
+    assert launcher.worker_command(["mcnn-train", "--x"], placement, "/usr/bin/numactl") == [
+        "/usr/bin/numactl", "--membind=1", "--physcpubind=2,3", "mcnn-train", "--x"]
+    assert launcher.worker_command(["mcnn-train"], placement, None) == ["mcnn-train"]
+    assert launcher.worker_command(["mcnn-train"], launcher.Placement([0]), "numactl") == [
+        "mcnn-train"]
+
+
+# Stands in for numactl: says how it was called, then runs the command.
+FAKE_NUMACTL = r"""#!{python}
+import os, sys
+options = [a for a in sys.argv[1:] if a.startswith("--")]
+command = sys.argv[1 + len(options):]
+print("NUMACTL " + " ".join(options), flush=True)
+os.execvp(command[0], command)
+"""
+
+AFFINITY = "import os; print('AFFINITY', sorted(os.sched_getaffinity(0)))"
+
+
+def _launch_on_fake_nodes(tmp_path, which):
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    root = _fake_nodes(tmp_path / "node", [str(c) for c in cores])
+    out, err = io.StringIO(), io.StringIO()
+    code = launcher.launch_local([sys.executable, "-c", AFFINITY], 2, pin_cores=True,
+                                 numa_root=root, which=which, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue(), cores
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_launch_binds_each_worker_to_its_node_with_numactl(tmp_path):
+    numactl = tmp_path / "numactl"
+    numactl.write_text(FAKE_NUMACTL.format(python=sys.executable))
+    numactl.chmod(0o755)
+    code, out, err, cores = _launch_on_fake_nodes(
+        tmp_path, lambda name: str(numactl) if name == "numactl" else None)
+    assert code == 0, out + err
+    for i, core in enumerate(cores):
+        assert (f"[launcher] plan: worker {i} -> NUMA node {i}, cores [{core}], memory bound "
+                f"by numactl") in err
+        assert f"[worker {i}] NUMACTL --membind={i} --physcpubind={core}" in out
+        assert f"[worker {i}] AFFINITY [{core}]" in out
+    assert "warning" not in err
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_launch_without_numactl_warns_once_and_still_pins(tmp_path):
+    code, out, err, cores = _launch_on_fake_nodes(tmp_path, lambda name: None)
+    assert code == 0, out + err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert warnings == ["[launcher] warning: numactl not found: workers are pinned to their "
+                        "node's cores but their memory is not bound to it (install numactl, "
+                        "or --numa=off)"]
+    assert "memory NOT bound" in err and "NUMACTL" not in out
+    for i, core in enumerate(cores):
+        assert f"[worker {i}] AFFINITY [{core}]" in out
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_launch_with_a_numactl_that_cannot_bind_warns_and_runs_unbound(tmp_path):
+    numactl = tmp_path / "numactl"  # as in a container whose seccomp forbids set_mempolicy
+    numactl.write_text("#!/bin/sh\necho 'set_mempolicy: Operation not permitted' >&2\nexit 1\n")
+    numactl.chmod(0o755)
+    code, out, err, cores = _launch_on_fake_nodes(tmp_path, lambda name: str(numactl))
+    assert code == 0, out + err
+    assert "[launcher] warning: numactl cannot bind memory here (set_mempolicy: Operation not " \
+        "permitted): workers are pinned" in err
+    for i, core in enumerate(cores):
+        assert f"[worker {i}] AFFINITY [{core}]" in out

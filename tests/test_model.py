@@ -84,3 +84,133 @@ def test_weight_decay_regularises_every_kernel_and_bias():
     assert len(model.losses) == len(model.trainable_weights) == 2 * (7 * 3 + 1 + 2)
     expected = 5e-5 / 2 * sum(float(np.sum(np.square(w))) for w in model.get_weights())
     assert float(sum(model.losses)) == pytest.approx(expected, rel=1e-4)
+
+
+# --- Rematerialization (--remat) ---------------------------------------------------
+
+def _loss_and_grads(model, images, labels):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    @tf.function  # graph mode, as training runs
+    def grads(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True)) + sum(model.losses)
+        return loss, tape.gradient(loss, model.trainable_variables)
+    return grads
+
+
+def _batch(count, size=128):
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 256, (count, size, size, 3)).astype(np.uint8),
+            rng.integers(0, 13, (count,)))
+
+
+@pytest.mark.parametrize("remat", ["full_res", "all"])
+def test_remat_keeps_the_weights_their_names_and_order(remat):
+    plain = mcnn_keras.build_model(128, 128, weight_decay=5e-5)
+    recomputing = mcnn_keras.build_model(128, 128, weight_decay=5e-5, remat=remat)
+    assert recomputing.count_params() == plain.count_params() == 1_158_509
+    assert [(w.path, w.shape) for w in recomputing.weights] == \
+        [(w.path, w.shape) for w in plain.weights]
+    assert len(recomputing.losses) == len(plain.losses) == 48
+    assert "pathways" in [layer.name for layer in recomputing.layers]
+    with pytest.raises(ValueError, match="remat must be one of"):
+        mcnn_keras.build_model(128, 128, remat="some")
+
+
+@pytest.mark.parametrize("remat,recomputed_convs", [("full_res", 3), ("all", 21)])
+def test_remat_recomputes_image_by_image_and_gives_the_same_gradients(remat, recomputed_convs):
+    images, labels = _batch(3)
+    plain = mcnn_keras.build_model(128, 128, weight_decay=5e-5)
+    recomputing = mcnn_keras.build_model(128, 128, weight_decay=5e-5, remat=remat)
+    recomputing.set_weights(plain.get_weights())
+    plain_fn = _loss_and_grads(plain, images, labels)
+    remat_fn = _loss_and_grads(recomputing, images, labels)
+    loss, grads = plain_fn(images, labels)
+    remat_loss, remat_grads = remat_fn(images, labels)
+    assert float(remat_loss) == pytest.approx(float(loss), rel=1e-6)
+    for g, r in zip(grads, remat_grads):
+        scale = float(np.max(np.abs(g))) or 1.0
+        assert float(np.max(np.abs(np.asarray(r) - np.asarray(g)))) <= 1e-5 * scale
+    # The gradient graph runs the recomputed convolutions once more per image,
+    # and the forward pass runs them per image: 3 images.
+    def convs(fn):
+        graph = fn.get_concrete_function(images, labels).graph
+        return sum(op.type == "Conv2D" for op in graph.get_operations())
+    assert convs(plain_fn) == 22
+    assert convs(remat_fn) == 22 + recomputed_convs * (3 - 1) + recomputed_convs * 3
+
+
+def test_checkpoints_load_across_remat_and_plain(tmp_path):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import config, training  # pylint: disable=import-outside-toplevel
+    images, labels = _batch(2)
+
+    def trained(remat, steps):
+        model = mcnn_keras.build_model(128, 128, weight_decay=5e-5, remat=remat)
+        optimizer = training.compile_model(model, config.ScheduleConfig(), 13)
+        for _ in range(steps):
+            model.train_on_batch(images, labels)
+        return model, tf.train.Checkpoint(model=model, optimizer=optimizer)
+
+    for source, target in (("none", "full_res"), ("all", "none")):
+        model, checkpoint = trained(source, 1)  # momentum is non-zero now
+        path = checkpoint.save(str(tmp_path / f"{source}-{target}" / "ckpt"))
+        other, other_checkpoint = trained(target, 0)
+        other_checkpoint.restore(path).assert_existing_objects_matched()
+        for mine, theirs in zip(model.weights, other.weights):
+            np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+        assert int(other.optimizer.iterations) == 1
+        for mine, theirs in zip(model.optimizer.variables, other.optimizer.variables):
+            np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+
+
+def test_remat_model_exports_through_a_plain_float32_copy():
+    from mcnn_keras import export  # pylint: disable=import-outside-toplevel
+    images, _ = _batch(2)
+    recomputing = mcnn_keras.build_model(128, 128, remat="full_res")
+    copy = export._float32_copy(recomputing)  # pylint: disable=protected-access
+    assert "pathways" not in [layer.name for layer in copy.layers]
+    np.testing.assert_allclose(np.asarray(copy(images)), np.asarray(recomputing(images)),
+                               rtol=1e-5, atol=1e-6)
+
+
+# --- The full-resolution pathway on the space-to-depth image (prototype) -----------
+
+def test_space_to_depth_kernel_reproduces_a_5x5_convolution():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import space_to_depth as s2d  # pylint: disable=import-outside-toplevel
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 8, 12, 3)).astype(np.float32)
+    kernel = rng.normal(size=(5, 5, 3, 4)).astype(np.float32)
+    plain = tf.nn.conv2d(x, kernel, 1, "SAME")
+    flat = np.append(kernel.reshape(-1), 0.0)
+    fast = tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(x, 2),
+                                             flat[s2d.kernel_indices(5, 3, 4)], 1, "SAME"), 2)
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-5)
+    # Every 5x5 tap is used 16 times: once per (output, input) sub-pixel pair it reaches.
+    counts = np.bincount(s2d.kernel_indices(5, 1, 1).reshape(-1), minlength=26)
+    assert counts[:25].sum() == 25 * 4 and counts[25] == 9 * 16 - 100
+
+
+def test_space_to_depth_model_has_the_same_weights_outputs_and_gradients():
+    images, labels = _batch(2)
+    plain = mcnn_keras.build_model(128, 128, weight_decay=5e-5)
+    for remat in ("none", "full_res"):
+        fast = mcnn_keras.build_model(128, 128, weight_decay=5e-5, space_to_depth=True,
+                                      remat=remat)
+        assert fast.count_params() == plain.count_params()
+        assert [(w.path, w.shape) for w in fast.weights] == \
+            [(w.path, w.shape) for w in plain.weights]
+        fast.set_weights(plain.get_weights())
+        np.testing.assert_allclose(np.asarray(fast(images)), np.asarray(plain(images)),
+                                   rtol=1e-5, atol=1e-6)
+        _, grads = _loss_and_grads(plain, images, labels)(images, labels)
+        _, fast_grads = _loss_and_grads(fast, images, labels)(images, labels)
+        for g, f in zip(grads, fast_grads):
+            scale = float(np.max(np.abs(g))) or 1.0
+            assert float(np.max(np.abs(np.asarray(f) - np.asarray(g)))) <= 1e-5 * scale
+    layer = mcnn_keras.build_model(128, 128, space_to_depth=True).get_layer("s1_conv2")
+    assert tuple(layer.input.shape) == (None, 64, 64, 64)  # it really runs on the 2x2 blocks

@@ -178,7 +178,7 @@ def test_kill_worker_then_chief_and_resume_bitwise(data, tmp_path):
 
 def test_worker_that_never_comes_up_fails_fast_with_message(data, tmp_path):
     configs = mw.tf_configs(mw.free_ports(2))
-    command = train_command(data, tmp_path / "run", "", collective_timeout_s=15)
+    command = train_command(data, tmp_path / "run", "", startup_timeout=15)
     started = time.monotonic()
     results = mw.run_workers(command, configs[:1], timeout_s=120)  # worker 1 never starts
     seconds = time.monotonic() - started

@@ -20,6 +20,8 @@ EXPECTED_SCRIPTS = {
     "mcnn-bbbc021-fixture": "mcnn_keras.cli.bbbc021_fixture:run",
     "mcnn-launch": "mcnn_keras.cli.launch:run",
     "mcnn-scaling-model": "mcnn_keras.cli.scaling_model:run",
+    "mcnn-ttt": "mcnn_keras.cli.ttt:run",
+    "mcnn-bench": "mcnn_keras.cli.bench:run",
 }
 
 

@@ -3,9 +3,15 @@
 The two slow tests pin down what the synthetic set is for: global per-channel
 statistics (mean, std) do not give the class away, while the M-CNN learns the
 morphology to >= 95 % validation top-1 within a few minutes on 2 CPU cores.
+
+The linear probe at any size and difficulty (about 10 minutes at full size):
+
+    python tests/test_synthetic.py --height=1024 --width=1280 --difficulty=hard
 """
 
+import argparse
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -165,12 +171,16 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
         synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, -1, 1, 1, 0)
 
 
-def _channel_statistics(num_per_class, seed):
+def _channel_statistics(num_per_class, seed, height=SIZE, width=SIZE, difficulty=None):
     rng = np.random.default_rng(seed)
+    plates = (synthetic.make_plates(seed, difficulty.plate_effects)
+              if difficulty and difficulty.plate_effects else None)
     features, labels = [], []
     for _ in range(num_per_class):
         for label in range(classes.NUM_CLASSES):
-            image = synthetic.to_uint8(synthetic.render_field(label, SIZE, SIZE, rng))
+            plate = plates[int(rng.integers(len(plates)))] if plates else None
+            image = synthetic.to_uint8(synthetic.render_field(
+                label, height, width, rng, difficulty, plate))
             image = image.astype(np.float32) / 255
             features.append(np.concatenate([image.mean((0, 1)), image.std((0, 1))]))
             labels.append(label)
@@ -192,14 +202,27 @@ def _softmax_regression(x, y, steps=3000, learning_rate=0.5):
     return weights, bias
 
 
-@pytest.mark.slow
-def test_channel_mean_and_std_do_not_give_the_class_away():
-    x_train, y_train = _channel_statistics(60, seed=1)
-    x_test, y_test = _channel_statistics(20, seed=2)
+def linear_probe_accuracy(train_per_class=60, test_per_class=20, height=SIZE, width=SIZE,
+                          difficulty=None):
+    """Test top-1 of logistic regression on per-channel mean and std of fields."""
+    x_train, y_train = _channel_statistics(train_per_class, 1, height, width, difficulty)
+    x_test, y_test = _channel_statistics(test_per_class, 2, height, width, difficulty)
     mean, std = x_train.mean(0), x_train.std(0)
     weights, bias = _softmax_regression((x_train - mean) / std, y_train)
-    accuracy = np.mean(((x_test - mean) / std @ weights + bias).argmax(1) == y_test)
+    return float(np.mean(((x_test - mean) / std @ weights + bias).argmax(1) == y_test))
+
+
+@pytest.mark.slow
+def test_channel_mean_and_std_do_not_give_the_class_away():
+    accuracy = linear_probe_accuracy()
     print(f"logistic regression on per-channel mean/std: {accuracy:.3f}")
+    assert accuracy < 0.5
+
+
+@pytest.mark.slow
+def test_channel_mean_and_std_do_not_give_the_class_away_when_hard():
+    accuracy = linear_probe_accuracy(difficulty=synthetic.DIFFICULTIES["hard"])
+    print(f"hard: logistic regression on per-channel mean/std: {accuracy:.3f}")
     assert accuracy < 0.5
 
 
@@ -245,3 +268,161 @@ def test_mcnn_learns_the_synthetic_classes(tmp_path):
     print(f"M-CNN val top-1 {accuracy:.3f} after {STEPS} steps of {BATCH} "
           f"in {time.perf_counter() - start:.0f} s")
     assert accuracy >= 0.95
+
+
+# --- Difficulty options (penetrance, plate effects, DMSO-like fields) ------------
+
+HARD = synthetic.DIFFICULTIES["hard"]
+DMSO = classes.MOA_CLASSES.index(classes.DMSO)
+# Treated classes whose cells are placed at random, like DMSO's.
+RANDOMLY_PLACED = [i for i, name in enumerate(classes.MOA_CLASSES)
+                   if name != classes.DMSO and synthetic.STYLES[name].arrangement == "random"]
+
+
+def _render(label, seed, difficulty=None, plate=None, truth=None, size=SIZE):
+    return synthetic.render_field(label, size, size, np.random.default_rng(seed),
+                                  difficulty, plate, truth)
+
+
+def test_default_difficulty_reproduces_the_demo_data_byte_for_byte(tmp_path, testdata_dir):
+    # testdata/synthetic/README.md's command; the options must not move a bit.
+    for name, difficulty in (("none", None), ("default", synthetic.make_difficulty())):
+        synthetic.write_synthetic_dataset(str(tmp_path / name), SIZE, SIZE, 182, 52, 4, 0,
+                                          compression="GZIP", progress=False,
+                                          difficulty=difficulty)
+        demo = _file_bytes(str(testdata_dir / "synthetic"))
+        assert _file_bytes(str(tmp_path / name)) == {
+            k: v for k, v in demo.items() if k.endswith(".tfrecord")}
+
+
+def test_penetrance_is_the_fraction_of_treated_cells_showing_the_phenotype():
+    shown, total = 0, 0
+    for label in range(classes.NUM_CLASSES):
+        for seed in range(6):
+            half, full = {}, {}
+            _render(label, [label, seed], synthetic.make_difficulty(penetrance=0.5), truth=half)
+            _render(label, [label, seed], truth=full)
+            if label == DMSO:  # control cells never "show" a phenotype
+                assert not any(half["phenotype"]) and not any(full["phenotype"])
+                continue
+            assert all(full["phenotype"]) and not full["dmso_like"]
+            shown, total = shown + sum(half["phenotype"]), total + len(half["phenotype"])
+    assert total > 500 and 0.44 < shown / total < 0.56
+
+
+def test_cells_that_do_not_respond_are_drawn_exactly_as_dmso_cells():
+    none = synthetic.make_difficulty(penetrance=0.0)
+    half = synthetic.make_difficulty(penetrance=0.5)
+    for label in RANDOMLY_PLACED:
+        truth = {}
+        field = _render(label, 11, none, truth=truth)
+        np.testing.assert_array_equal(field, _render(DMSO, 11, none))
+        assert truth["phenotype"] and not any(truth["phenotype"])
+        # At 0.5 the field is a mixture: neither all-control nor all-treated.
+        mixed = _render(label, 11, half)
+        assert not np.array_equal(mixed, _render(DMSO, 11, half))
+        # (Same random draws as 0.5 up to the first cell that does not respond.)
+        assert not np.array_equal(mixed, _render(label, 11, synthetic.make_difficulty(
+            penetrance=0.999999)))
+
+
+def test_dmso_like_fields_look_like_dmso_and_cap_the_accuracy():
+    every = synthetic.make_difficulty(dmso_like_fraction=1.0)
+    for label in range(classes.NUM_CLASSES):
+        truth = {}
+        np.testing.assert_array_equal(_render(label, 5, every, truth=truth),
+                                      _render(DMSO, 5, every))
+        assert truth["dmso_like"] == (label != DMSO) and not any(truth["phenotype"])
+    some = synthetic.make_difficulty(dmso_like_fraction=0.3)
+    flags = [_render_truth(label, [label, seed], some)["dmso_like"]
+             for label in range(classes.NUM_CLASSES) if label != DMSO for seed in range(25)]
+    assert 0.2 < np.mean(flags) < 0.4
+    assert HARD.accuracy_ceiling == pytest.approx(1 - 0.005 * 12 / 13)
+    assert synthetic.make_difficulty().accuracy_ceiling == 1.0
+
+
+def _render_truth(label, seed, difficulty):
+    truth = {}
+    _render(label, seed, difficulty, truth=truth, size=64)
+    return truth
+
+
+def test_plate_effects_scale_brightness_by_plate_not_by_class():
+    plates = synthetic.make_plates(3, 1.0)
+    assert plates == synthetic.make_plates(3, 1.0) and len({p.name for p in plates}) == 12
+    flat = synthetic.make_plates(3, 0.0)[0].illumination(SIZE, SIZE)
+    np.testing.assert_allclose(flat, 1.0)
+    # The same field on two plates differs by the ratio of their illuminations.
+    bright = max(plates, key=lambda p: p.gain[0])
+    dim = min(plates, key=lambda p: p.gain[0])
+    assert bright.gain[0] / dim.gain[0] > 1.3
+    a, b = _render(4, 8, HARD, bright), _render(4, 8, HARD, dim)
+    unclipped = (a > 0.02) & (a < 0.98) & (b > 0.02) & (b < 0.98)
+    ratio = (bright.illumination(SIZE, SIZE) / dim.illumination(SIZE, SIZE)).transpose(1, 2, 0)
+    np.testing.assert_allclose(a[unclipped] / b[unclipped], ratio[unclipped], rtol=1e-4)
+    # Averaged over classes and fields, DNA brightness follows the plate's gain.
+    means = {p.name: np.mean([_render(label, [label, k], HARD, p)[..., 0].mean()
+                              for label in range(classes.NUM_CLASSES) for k in range(2)])
+             for p in (bright, dim)}
+    assert means[bright.name] / means[dim.name] > 1.2
+
+
+def test_hard_records_name_their_plate_and_inactive_dose(tmp_path):
+    hard_often_inactive = synthetic.make_difficulty("hard", dmso_like_fraction=0.3)
+    summary = synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, 52, 39, 2, seed=4,
+                                                progress=False, difficulty=hard_often_inactive)
+    names = {p.name for p in synthetic.make_plates(4, HARD.plate_effects)}
+    for split in ("train", "val"):
+        treated = [meta for _, _, meta in _read_split(str(tmp_path), split)
+                   if meta["class_name"] != classes.DMSO]
+        assert all(meta["plate"] in names for meta in treated)
+        # Only the DMSO-like fields have the lowest dose; the summary counts them.
+        lowest = sum(meta["concentration"] == synthetic.CONCENTRATIONS[0] for meta in treated)
+        assert lowest == summary[split]["dmso_like"] > 0
+
+
+def test_bad_difficulty_options_name_the_flag():
+    with pytest.raises(ValueError, match="--penetrance"):
+        synthetic.make_difficulty(penetrance=1.5)
+    with pytest.raises(ValueError, match="--dmso_like_fraction"):
+        synthetic.Difficulty(dmso_like_fraction=-0.1)
+    with pytest.raises(ValueError, match="--difficulty"):
+        synthetic.make_difficulty("impossible")
+
+
+def test_cli_difficulty_flags(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))}
+    command = [sys.executable, "-m", "mcnn_keras.cli.synthetic", "--num_train=13",
+               "--num_val=0", "--num_shards=1", "--seed=4", "--difficulty=hard"]
+    subprocess.run(command + [f"--output_dir={tmp_path / 'a'}", "--dmso_like_fraction=1"],
+                   check=True, capture_output=True, env=env)
+    names = {p.name for p in synthetic.make_plates(4, HARD.plate_effects)}
+    for _, _, meta in _read_split(str(tmp_path / "a"), "train"):
+        assert meta["plate"] in names
+        assert meta["concentration"] == ("0.0" if meta["class_name"] == classes.DMSO else "0.1")
+    result = subprocess.run(command + [f"--output_dir={tmp_path / 'b'}", "--penetrance=2"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --penetrance")
+
+
+def _main():
+    parser = argparse.ArgumentParser(description="Linear probe on per-channel mean/std.")
+    parser.add_argument("--height", type=int, default=SIZE)
+    parser.add_argument("--width", type=int, default=SIZE)
+    parser.add_argument("--difficulty", default="default", choices=sorted(synthetic.DIFFICULTIES))
+    parser.add_argument("--train_per_class", type=int, default=60)
+    parser.add_argument("--test_per_class", type=int, default=20)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    accuracy = linear_probe_accuracy(args.train_per_class, args.test_per_class, args.height,
+                                     args.width, synthetic.make_difficulty(args.difficulty))
+    print(json.dumps({**vars(args), "linear_probe_top1": round(accuracy, 4),
+                      "chance": round(1 / classes.NUM_CLASSES, 4), "bound": 0.5,
+                      "seconds": round(time.perf_counter() - start, 1)}))
+    return 0 if accuracy < 0.5 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -48,7 +48,7 @@ def test_training_writes_metrics_plots_checkpoints_tensorboard_and_export(data_d
                                      warmup_steps=round(0.5 * steps_per_epoch), end_lr=1e-4)
     assert history[0]["learning_rate"] == pytest.approx(schedule(steps_per_epoch - 1), rel=1e-5)
     assert summary["steps"] == 3 * steps_per_epoch
-    assert json.loads((run / "flags.json").read_text())["global_batch"] == 8
+    assert json.loads((run / "flags.json").read_text())["plan"]["global_batch"] == 8
     assert (run / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "export" / "saved_model.pb").exists()
     assert (run / "checkpoints" / "checkpoint").exists()

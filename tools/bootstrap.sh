@@ -10,6 +10,9 @@
 # activates the venv. Quick when nothing changed (a stamp file newer than
 # setup.cfg and pyproject.toml skips pip). Leaves REPO_ROOT set and the
 # current directory at the repo root.
+#
+# MCNN_VENV and MCNN_EXTRAS choose another venv and extras (tools/test_compat.sh:
+# MCNN_VENV=.venv-tf216 MCNN_EXTRAS=s3,test,s3test, the TensorFlow 2.16 leg).
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   # Executed, not sourced: our own shell, so strict mode is safe. (When
@@ -19,6 +22,8 @@ fi
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
+MCNN_VENV="${MCNN_VENV:-.venv}"
+MCNN_EXTRAS="${MCNN_EXTRAS:-test}"
 
 # Runs a command as root: directly when root, through sudo when available.
 as_root() {
@@ -43,7 +48,7 @@ _bootstrap_python() {
     echo "bootstrap: $python is $("$python" -V 2>&1); need Python 3.10 or newer" >&2
     return 1
   fi
-  if [ ! -x .venv/bin/python ]; then
+  if [ ! -x "$MCNN_VENV/bin/python" ]; then
     # Debian/Ubuntu split venv (and ensurepip) into python3-venv.
     if ! "$python" -m venv --help >/dev/null 2>&1 \
         || ! "$python" -c 'import ensurepip' >/dev/null 2>&1; then
@@ -51,26 +56,29 @@ _bootstrap_python() {
       as_root apt-get update -q
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
     fi
-    echo "bootstrap: creating .venv" >&2
-    rm -rf .venv
-    "$python" -m venv .venv
+    echo "bootstrap: creating $MCNN_VENV" >&2
+    rm -rf "$MCNN_VENV"
+    "$python" -m venv "$MCNN_VENV"
   fi
 }
 
 _bootstrap_install() {
-  local stamp=.venv/.mcnn-keras-installed
-  if [ -f "$stamp" ] && [ "$stamp" -nt setup.cfg ] && [ "$stamp" -nt pyproject.toml ]; then
+  # The stamp names the extras: a venv installed with others is redone.
+  local stamp="$MCNN_VENV/.mcnn-keras-installed"
+  if [ -f "$stamp" ] && [ "$stamp" -nt setup.cfg ] && [ "$stamp" -nt pyproject.toml ] \
+      && [ "$(cat "$stamp")" = "$MCNN_EXTRAS" ]; then
     return 0
   fi
-  echo "bootstrap: pip install -e '.[test]' (first run takes a few minutes)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
-  touch "$stamp"
+  echo "bootstrap: pip install -e '.[$MCNN_EXTRAS]' into $MCNN_VENV" \
+       "(first run takes a few minutes)" >&2
+  "$MCNN_VENV/bin/python" -m pip install -q --upgrade pip
+  "$MCNN_VENV/bin/python" -m pip install -q -e ".[$MCNN_EXTRAS]"
+  echo "$MCNN_EXTRAS" >"$stamp"
 }
 
 _bootstrap_python
 _bootstrap_install
 # shellcheck disable=SC1091
-source .venv/bin/activate
+source "$MCNN_VENV/bin/activate"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 unset -f _bootstrap_python _bootstrap_install

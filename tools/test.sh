@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Runs the whole test suite through Bazel (offline) and prints a summary:
+# Runs the whole test suite, both legs, and prints one summary:
 #
-#     ./tools/test.sh                              # bazel test //tests/...
-#     ./tools/test.sh //tests:test_model           # other target patterns
-#     ./tools/test.sh --test_filter=cost           # extra args go to bazel
+#     ./tools/test.sh                              # bazel test //tests/... (TF 2.21, .venv)
+#                                                  # + tools/test_compat.sh (TF 2.16 +
+#                                                  #   tensorflow-io, .venv-tf216, S3 on moto)
+#     ./tools/test.sh //tests:test_model           # other target patterns (Bazel leg only)
+#     ./tools/test.sh --test_filter=cost           # extra args go to bazel (Bazel leg only)
 #
-# Last line: "N passed, M failed[, K skipped]" counted from the JUnit XML of
-# this run. Exits non-zero if Bazel failed, any test failed, or none ran.
+# The second leg runs when no arguments narrow the run (MCNN_COMPAT=0 skips
+# it, MCNN_COMPAT=1 forces it). Last line: "N passed, M failed[, K skipped]"
+# counted from the JUnit XML of this run, both legs summed. Exits non-zero if
+# Bazel or the second leg failed, any test failed, or none ran.
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"  # cd's to the repo root
@@ -46,18 +50,29 @@ bazel test \
 testlogs="$(bazel info bazel-testlogs 2>/dev/null || echo bazel-testlogs)"
 bazel shutdown
 
-summary="$(python3 - "$testlogs" "$stamp" <<'PY'
+# The second leg, in its own venv and process (after Bazel: 2 cores).
+compat_status=0
+compat_xml=""
+if [ "${MCNN_COMPAT:-}" = 1 ] || { [ "${MCNN_COMPAT:-}" != 0 ] && [ "$#" -eq 0 ]; }; then
+  compat_xml="$REPO_ROOT/out/test-compat.xml"
+  echo "test.sh: second leg, tools/test_compat.sh (TensorFlow 2.16 + tensorflow-io)" >&2
+  COMPAT_JUNIT_XML="$compat_xml" ./tools/test_compat.sh || compat_status=$?
+fi
+
+summary="$(python3 - "$testlogs" "$stamp" "$compat_xml" <<'PY'
 import os, sys
 import xml.etree.ElementTree as ET
 
-testlogs, stamp = sys.argv[1], sys.argv[2]
+testlogs, stamp, compat_xml = sys.argv[1], sys.argv[2], sys.argv[3]
 since = os.path.getmtime(stamp)
 passed = failed = skipped = 0
-for root, _, files in os.walk(testlogs):
-    if "test.xml" not in files:
-        continue
-    path = os.path.join(root, "test.xml")
-    if os.path.getmtime(path) < since:
+reports = [os.path.join(root, "test.xml") for root, _, files in os.walk(testlogs)
+           if "test.xml" in files]
+if compat_xml:  # the second leg's one report (a leg that wrote none failed)
+    reports.append(compat_xml)
+for path in reports:
+    if not os.path.exists(path) or os.path.getmtime(path) < since:
+        failed += path == compat_xml
         continue
     try:
         cases = ET.parse(path).getroot().iter("testcase")
@@ -81,6 +96,7 @@ PY
 echo "$summary"
 
 read -r n_passed _ n_failed _ <<<"${summary//,/}"
-if [ "$bazel_status" -ne 0 ] || [ "$n_failed" -gt 0 ] || [ "$n_passed" -eq 0 ]; then
+if [ "$bazel_status" -ne 0 ] || [ "$compat_status" -ne 0 ] || [ "$n_failed" -gt 0 ] \
+    || [ "$n_passed" -eq 0 ]; then
   exit $(( bazel_status != 0 ? bazel_status : 1 ))
 fi

@@ -9,7 +9,9 @@
    dealt round-robin to shards; all variants of a field go to one shard.
 4. Second pass, in parallel over shards: normalise, derive the dataset A / B
    variants (`augment`), write each shard atomically (`records.write_shard`).
-   Shards that already exist are skipped, so re-running resumes.
+   Shards that already exist are skipped, so re-running resumes. A worker
+   process that dies (the out-of-memory killer) stops the job with an error
+   naming the plate or shard it was converting (`_WorkerPool`), never a hang.
 5. manifest.json (atomic): counts per class / split / shard, statistics, flags.
 
 With --fold all, each fold goes to `<output_dir>/fold-NN/` (own shards and
@@ -21,6 +23,7 @@ Usage:
     manifest["counts"]["per_class"]       # {"Actin disruptors": 36, ...}
 """
 
+import concurrent.futures
 import dataclasses
 import glob
 import hashlib
@@ -28,6 +31,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 
 import numpy as np
 import tqdm
@@ -103,24 +107,102 @@ def shard_job(args):
     return path, len(fields)
 
 
-def _run_jobs(function, jobs, pool, progress, total, desc, cleanup_dirs):
-    """Runs jobs in `pool` (or in-process if None); yields results as they finish."""
+def _run_jobs(function, jobs, pool, progress, total, desc, cleanup_dirs, names):
+    """Runs jobs in `pool` (or in-process if None); yields results as they finish.
+
+    `names` ("plate X", "shard path") say in an error which job a dead worker ran.
+    """
     bar = tqdm.tqdm(total=total, desc=desc, unit="field", disable=not progress)
     try:
-        results = (pool.imap_unordered(function, jobs) if pool and len(jobs) > 1
+        results = (pool.imap_unordered(function, jobs, names) if pool and len(jobs) > 1
                    else map(function, jobs))
         for result in results:
             bar.update(result[-1])
             yield result
     except BaseException:
-        if pool:  # stop the other workers before cleaning up after them
-            pool.terminate()
-            pool.join()
+        if pool:  # the other workers finish their job before we clean up after them
+            pool.close()
         for directory in cleanup_dirs:  # shards a stopped worker was writing
             atomic.remove_temporaries(directory)
         raise
     finally:
         bar.close()
+
+
+_STARTED = None  # in a pool worker: where it says which job it starts
+
+
+def _init_worker(started):
+    global _STARTED  # pylint: disable=global-statement
+    _STARTED = started
+
+
+def _tracked(function, name, job):
+    _STARTED.put((os.getpid(), name))
+    return function(job)
+
+
+class WorkerDied(ValueError):
+    """A converter worker process died (killed, e.g. out of memory).
+
+    A ValueError, so that the binary reports it in one line.
+    """
+
+
+class _WorkerPool:
+    """Spawned worker processes (each imports TensorFlow once) for both passes.
+
+    A dead worker (the OOM killer's SIGKILL) breaks a ProcessPoolExecutor
+    (multiprocessing.Pool would wait forever for its job). Each job says
+    which process runs it, so the error names the plate or shard that died.
+    """
+
+    def __init__(self, workers):
+        context = multiprocessing.get_context("spawn")
+        self._started = context.SimpleQueue()
+        self._executor = concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker,
+            initargs=(self._started,))
+
+    def imap_unordered(self, function, jobs, names):
+        """Yields each job's result as it finishes; WorkerDied if a worker dies."""
+        futures = {self._executor.submit(_tracked, function, name, job): name
+                   for name, job in zip(names, jobs)}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                yield future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise WorkerDied(self._lost_job(futures)) from None
+        finally:
+            for future in futures:  # after an error, queued jobs never start
+                future.cancel()
+
+    def _lost_job(self, futures):
+        """What died: the job of the worker that died, by exit status."""
+        # Private, but the only record of the workers' exit codes: the one
+        # killed has its signal, the others the executor's SIGTERM.
+        processes = dict(getattr(self._executor, "_processes", None) or {})
+        self._executor.shutdown(wait=True)  # reaps every worker
+        running = {}
+        while not self._started.empty():
+            pid, name = self._started.get()
+            running[pid] = name  # a worker's last job is the one it ran
+        finished = {name for future, name in futures.items()
+                    if future.done() and not future.cancelled() and not future.exception()}
+        running = {pid: name for pid, name in running.items() if name not in finished}
+        dead = {pid: p.exitcode for pid, p in processes.items()
+                if p.exitcode not in (None, 0, -signal.SIGTERM)}
+        how = ", ".join(f"pid {pid}, " + (f"signal {-code}" if code < 0 else f"exit {code}")
+                        for pid, code in dead.items())
+        lost = [running[pid] for pid in dead if pid in running] or sorted(running.values())
+        what = (f"while converting {' or '.join(lost)}" if lost else "between jobs")
+        return (f"a converter worker process died{f' ({how})' if how else ''} {what}: "
+                f"killed, e.g. for lack of memory (try fewer --workers)? Re-run the same "
+                f"command to resume: finished shards are kept")
+
+    def close(self):
+        """Lets running jobs finish, drops queued ones, ends the processes."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 # --- the job ----------------------------------------------------------------
@@ -161,7 +243,8 @@ def compute_statistics(fields, o, progress=True, pool=None):
     jobs = [(plate, plate_fields, o) for plate, plate_fields in sorted(by_plate.items())]
     stats, skipped = {}, []
     for plate, plate_stats, plate_skipped, _ in _run_jobs(
-            plate_job, jobs, pool, progress, len(fields), "statistics", []):
+            plate_job, jobs, pool, progress, len(fields), "statistics", [],
+            [f"plate {job[0]}" for job in jobs]):
         if plate_stats is not None:
             stats[plate] = plate_stats
         skipped.extend(plate_skipped)
@@ -197,15 +280,11 @@ def convert(o, flags=None, progress=True):
     check_options(o)
     if o.workers == 1:
         return _convert(o, flags, progress, None)
-    # One pool for both passes: each spawned worker imports TensorFlow once.
-    pool = multiprocessing.get_context("spawn").Pool(o.workers)
+    pool = _WorkerPool(o.workers)  # one for both passes
     try:
-        manifest = _convert(o, flags, progress, pool)
-        pool.close()
-        return manifest
+        return _convert(o, flags, progress, pool)
     finally:
-        pool.terminate()
-        pool.join()
+        pool.close()
 
 
 def _convert(o, flags, progress, pool):
@@ -226,6 +305,9 @@ def _convert(o, flags, progress, pool):
         sigma = o.illum_sigma or preprocess.default_sigma(o.height)
         summary = preprocess.save_statistics(o.output_dir, stats, sigma,
                                              extra={"skipped": skipped})
+        # What a resumed run will load (dtypes differ from the computed ones),
+        # so that its shards equal an uninterrupted run's byte for byte.
+        stats = preprocess.load_statistics(o.output_dir)
     bad_rows = {s["row"] for s in skipped}
     fields = [f for f in all_fields if f.row not in bad_rows
               and not (o.drop_dmso and f.moa == classes.DMSO)]
@@ -247,7 +329,8 @@ def _convert(o, flags, progress, pool):
                 jobs.append((path, shard_fields, {p: stats[p] for p in plates}, is_train, o))
     total = sum(len(job[1]) for job in jobs)
     dirs = [plan[1] for plan in fold_plans]
-    for _ in _run_jobs(shard_job, jobs, pool, progress, total, "shards", dirs):
+    for _ in _run_jobs(shard_job, jobs, pool, progress, total, "shards", dirs,
+                       [f"shard {job[0]}" for job in jobs]):
         pass
 
     manifests = []

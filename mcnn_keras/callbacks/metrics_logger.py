@@ -15,6 +15,7 @@ import math
 import os
 
 import keras
+import tensorflow as tf
 
 from mcnn_keras.atomic import write_text_atomic
 
@@ -34,7 +35,7 @@ def read_metrics(path):
     Files written before the learning rate was logged as `learning_rate`
     (Keras' name) have `lr`; both read the same.
     """
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
         lines = [json.loads(line) for line in f if line.strip()]
     for line in lines:
         for old, new in _RENAMED.items():
@@ -53,8 +54,8 @@ class MetricsLogger(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._lines = []
-        if self.path and os.path.exists(self.path):
-            with open(self.path) as f:
+        if self.path and tf.io.gfile.exists(self.path):
+            with tf.io.gfile.GFile(self.path) as f:
                 self._lines = [line for line in f.read().splitlines() if line.strip()]
 
     def on_epoch_end(self, epoch, logs=None):

@@ -17,8 +17,11 @@ import logging as std_logging
 import os
 import re
 import sys
+import traceback
 
 from absl import app, flags, logging
+
+from mcnn_keras import storage
 
 # The repository root: testdata/ lives there (also in Bazel runfiles).
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,6 +142,9 @@ def run_main(main, help_sections=None, import_tensorflow=True):
     from WARNING, in Python and (TF_CPP_MIN_LOG_LEVEL=1 unless set) C++ alike:
     its INFO lines drown the progress bar. `--verbosity=0` brings them back,
     start-up notices included.
+
+    A process that loaded tensorflow-io (s3://) leaves through `os._exit`
+    with its real status: `_exit_if_plugin_loaded`.
     """
     if wants_help(sys.argv):
         sys.stdout.write(help_text(main, help_sections))
@@ -166,13 +172,47 @@ def run_main(main, help_sections=None, import_tensorflow=True):
             from mcnn_keras.cli import quiet_tf  # pylint: disable=import-outside-toplevel
             quiet_tf.import_tensorflow(verbose=verbose)
         try:
-            return main(argv)
+            status = main(argv)
+        except SystemExit as e:
+            _exit_if_plugin_loaded(e.code)
+            raise
         except Exception as e:  # pylint: disable=broad-except
             if not _is_expected(e):
+                if storage.plugin_loaded():
+                    traceback.print_exc()
+                    _exit_if_plugin_loaded(1)
                 raise
             print(f"error: {error_line(e)}", file=sys.stderr, flush=True)
+            _exit_if_plugin_loaded(1)
             sys.exit(1)
+        _exit_if_plugin_loaded(status)
+        return status
     app.run(guarded)
+
+
+def _exit_if_plugin_loaded(code):
+    """Once tensorflow-io is loaded, ends the process with `code` right now.
+
+    tensorflow-io 0.37.1 aborts during interpreter teardown after it has
+    talked to S3 ("pure virtual method called", exit status 134), which would
+    turn a success into a failure. Every outcome (success, SystemExit, error)
+    comes through here with its own status, so skipping the teardown
+    (`os._exit`, after flushing logs and stdio) hides no failure.
+    """
+    if not storage.plugin_loaded():
+        return
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"), as Python reports it
+        print(code, file=sys.stderr)
+        code = 1
+    std_logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)  # pylint: disable=protected-access
 
 
 def configure_threads(intra_op, inter_op):

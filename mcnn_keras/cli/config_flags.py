@@ -1,8 +1,9 @@
 """absl flags generated from a config dataclass: one flag per field.
 
 The flag has the field's name, type, default and help (`config.option`
-metadata; `choices` make an enum flag). Nothing is declared twice, so the
-flags cannot drift from the configuration.
+metadata; `choices` make an enum flag; `auto` lets an int or float flag also
+take the literal `auto`, e.g. `--batch_size=auto` -> 0). Nothing is declared
+twice, so the flags cannot drift from the configuration.
 
 Usage (in a binary's module):
 
@@ -18,6 +19,19 @@ from absl import flags
 
 _DEFINE = {str: flags.DEFINE_string, int: flags.DEFINE_integer,
            float: flags.DEFINE_float, bool: flags.DEFINE_boolean}
+_PARSER = {int: flags.IntegerParser, float: flags.FloatParser}
+
+
+def _auto_parser(kind, auto):
+    """A `kind` parser that also reads the literal `auto` as the value `auto`."""
+    class AutoParser(_PARSER[kind]):
+        syntactic_help = f"{_PARSER[kind].syntactic_help} or 'auto'"
+
+        def parse(self, argument):
+            if isinstance(argument, str) and argument.strip().lower() == "auto":
+                return auto
+            return super().parse(argument)
+    return AutoParser()
 
 
 def _define(field, module_name, flag_values):
@@ -29,6 +43,10 @@ def _define(field, module_name, flag_values):
     if choices is not None and kind is str:
         flags.DEFINE_enum(field.name, default, list(choices), help_text,
                           flag_values=flag_values, module_name=module_name)
+    elif field.metadata.get("auto") is not None:
+        flags.DEFINE(_auto_parser(kind, field.metadata["auto"]), field.name, default,
+                     help_text, flag_values=flag_values, serializer=flags.ArgumentSerializer(),
+                     module_name=module_name)
     else:
         _DEFINE[kind](field.name, default, help_text, flag_values=flag_values,
                       module_name=module_name)

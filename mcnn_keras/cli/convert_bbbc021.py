@@ -27,8 +27,12 @@ flags.DEFINE_boolean("progress", True, "Show tqdm progress bars.")
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
+    from mcnn_keras import run_dir, storage  # pylint: disable=import-outside-toplevel
     from mcnn_keras.bbbc021 import convert  # pylint: disable=import-outside-toplevel
     values = config_flags.values(SECTIONS)
+    storage.require_filesystem([values["bbbc021_dir"], values["output_dir"]])
+    if values["output_dir"]:  # a file or a read-only place: one line naming the flag
+        run_dir.make_output_dir(resolve_user_path(values["output_dir"]), "output_dir")
     options = ConvertOptions(**{**values,
                                 "bbbc021_dir": resolve_user_path(values["bbbc021_dir"]),
                                 "output_dir": resolve_user_path(values["output_dir"])})

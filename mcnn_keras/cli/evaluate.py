@@ -29,8 +29,12 @@ flags.DEFINE_boolean("exclude_dmso_treatments", False, "Leave DMSO out of the pe
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import config, dataset, evaluation, run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import config, dataset, evaluation, run_dir, storage  # pylint: disable=import-outside-toplevel
+    storage.require_filesystem([FLAGS.model_dir, FLAGS.saved_model, FLAGS.files, FLAGS.output_dir])
     run = run_dir.RunDir(resolve_user_path(FLAGS.model_dir)) if FLAGS.model_dir else None
+    output_dir = resolve_user_path(FLAGS.output_dir)
+    if output_dir:  # before any work; the default one once the source proved real
+        run_dir.make_output_dir(output_dir, "output_dir")
     if FLAGS.saved_model:
         predictor = evaluation.saved_model_predictor(resolve_user_path(FLAGS.saved_model))
     elif run:
@@ -45,8 +49,9 @@ def main(argv):
     files = dataset.list_files(",".join(resolve_user_path(p) for p in patterns.split(",")))
     class_names = (run_config.data.class_name_list() if run_config else
                    config.DataConfig(num_classes=predictor.num_classes).class_name_list())
-    output_dir = resolve_user_path(FLAGS.output_dir) or (
-        run.eval if run else os.path.join(resolve_user_path(FLAGS.saved_model), "eval"))
+    output_dir = output_dir or run_dir.make_output_dir(
+        run.eval if run else os.path.join(resolve_user_path(FLAGS.saved_model), "eval"),
+        "output_dir")
     report = evaluation.evaluate(
         predictor, files, output_dir, class_names, FLAGS.batch_size,
         treatment_exclude=("DMSO",) if FLAGS.exclude_dmso_treatments else ())

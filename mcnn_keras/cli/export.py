@@ -4,7 +4,8 @@ r"""mcnn-export: (re)writes <model_dir>/export/ from the run's latest checkpoint
     saved_model_cli show --all --dir runs/demo/export
 
 The SavedModel's serving_default takes uint8 `images` [N, H, W, 3] and returns
-`probabilities`, `class_ids` and `class_names`.
+`probabilities`, `class_ids` and `class_names`. An existing --export_dir is
+replaced only if it is an export of this project (it holds mcnn_export.json).
 """
 
 
@@ -25,8 +26,12 @@ def main(argv):
         raise ValueError(f"unexpected arguments {argv[1:]}")
     from mcnn_keras import export, run_dir  # pylint: disable=import-outside-toplevel
     run = run_dir.RunDir(resolve_user_path(FLAGS.model_dir))
-    model, cfg, checkpoint = run.restore_model(resolve_user_path(FLAGS.checkpoint) or None)
     path = resolve_user_path(FLAGS.export_dir) or run.export
+    try:
+        export.check_export_dir(path)  # before any work: nothing of the user's moves
+    except ValueError as e:
+        raise ValueError(f"--export_dir={path}: {e}") from None
+    model, cfg, checkpoint = run.restore_model(resolve_user_path(FLAGS.checkpoint) or None)
     export.export_saved_model(model, path, cfg.data.class_name_list())
     print(f"exported {checkpoint} to {path}")
 

@@ -14,6 +14,6 @@ import os
 def resolve_user_path(path):
     """Returns `path` joined to $BUILD_WORKING_DIRECTORY if relative and set."""
     base = os.environ.get("BUILD_WORKING_DIRECTORY")
-    if path and base and not os.path.isabs(path):
+    if path and base and not os.path.isabs(path) and "://" not in path:  # s3://, gs://
         return os.path.join(base, path)
     return path

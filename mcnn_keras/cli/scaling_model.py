@@ -1,4 +1,4 @@
-r"""Predicts M-CNN images/s and time-to-train on N nodes x W workers (a scaling model).
+r"""mcnn-scaling-model: M-CNN images/s and time-to-train on N nodes x W workers, predicted.
 
 Usage:
 

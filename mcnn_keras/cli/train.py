@@ -8,17 +8,22 @@ worker, TF_CONFIG set by the launcher, Slurm or Kubernetes):
         --model_dir=runs/bbbc021 --height=1024 --width=1280 --batch_size=8 \
         --strategy=multi_worker_mirrored --dtype=mixed_bfloat16
 
+`--tf_config_from=k8s_indexed_job` (or `slurm`) builds TF_CONFIG from the pod's
+(task's) environment. Paths may be gs:// or, with TensorFlow 2.16 +
+tensorflow-io (`pip install 'mcnn-keras[s3]'`), s3://.
+
 Outputs in --model_dir: flags.json, metrics.jsonl, training_curves.png,
 checkpoints/, tensorboard/, export/ (SavedModel), summary.json.
 Every flag is a field of mcnn_keras/config.py (sections data, model,
 schedule, runtime).
 """
 
+import os
 import sys
 
 from absl import flags
 
-from mcnn_keras import config
+from mcnn_keras import cluster, config, storage
 from mcnn_keras.cli import common, config_flags
 from mcnn_keras.cli.paths import resolve_user_path
 
@@ -39,6 +44,16 @@ def main(argv, extra_callbacks=()):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
     cfg = config_from_flags()
+    # Before any work: s3:// without a loadable tensorflow-io is one line.
+    storage.require_filesystem([cfg.data.train_files, cfg.data.val_files,
+                                cfg.runtime.model_dir])
+    if cfg.runtime.tf_config_from:
+        if cfg.runtime.strategy != "multi_worker_mirrored":
+            raise ValueError(f"--tf_config_from={cfg.runtime.tf_config_from} needs "
+                             f"--strategy=multi_worker_mirrored")
+        # Before the strategy is made: it reads TF_CONFIG.
+        os.environ["TF_CONFIG"] = cluster.tf_config_from_environment(
+            cfg.runtime.tf_config_from, os.environ)
     common.configure_threads(cfg.runtime.intra_op_threads, cfg.runtime.inter_op_threads)
     from mcnn_keras import training  # pylint: disable=import-outside-toplevel
     summary = training.train(cfg, extra_callbacks)

@@ -1,0 +1,189 @@
+"""Memory of a training step, analytically, and the batch that fits a budget.
+
+Plain Python (no TensorFlow): what `--batch_size=auto` and `mcnn-bench` use.
+The activations kept for the backward pass are the paper's Fig. 2 figure (one
+tensor per convolution, `topology.model_cost`), halved in bfloat16; the
+pathways chosen by `--remat` (`REMAT_MODES`) keep none of theirs and recompute
+them one image at a time instead (model.py), so only one image's worth of them
+is alive at once. Every step also holds its input images (`input_bytes`: the
+scaled image every pathway reads, kept for the backward pass, and the uint8
+batches). The peak RSS of a training process is then estimated as
+`ACTIVATION_OVERHEAD` x (activations + inputs) + the weights' state +
+`RUNTIME_BYTES`, constants measured on real runs (see their comment).
+
+Usage:
+
+    activation_bytes(1024, 1280, 32)                        # 10.95e9 (Fig. 2)
+    activation_bytes(1024, 1280, 32, "mixed_bfloat16")      # half of it
+    pick_batch_size(1024, 1280, "float32", "full_res", 22e9)  # the largest that fits
+    cfg = resolve_batch_size(cfg)     # --batch_size=auto (0) -> a number, logged
+"""
+
+import json
+import logging
+import os
+
+from mcnn_keras import cluster
+from mcnn_keras.topology import CONVS_PER_PATHWAY, FILTERS, SCALES, model_cost, padded_size
+
+_LOG = logging.getLogger(__name__)
+
+# --remat: which pathways recompute their activations in the backward pass.
+REMAT_MODES = ("none", "full_res", "all")
+_REMAT_SCALES = {"none": (), "full_res": (1,), "all": SCALES}
+
+BYTES_PER_VALUE = {"float32": 4, "mixed_bfloat16": 2}
+
+# Measured peak RSS (GB) and analytic activations + inputs B = `activation_bytes`
+# + `input_bytes`: `mcnn-train` on real TFRecords at 1024 x 1280 (engineering
+# notes section 7): fp32 batch 16 9.9 (B 5.85; the paper's ratio to the
+# activations alone is 1.81x), batch 32 17.0 (B 11.70; 1.55x), bf16 batch 32
+# 9.7 (B 5.98), batch 64 18.3 (B 11.96); and 2026-11-24 on the EPYC: `mcnn-bench`
+# bf16 batch 2 2.32 (B 0.37), `mcnn-train` at 128 x 128, batch 429, 3.90 (B 1.96).
+# Beyond weights, gradients and momentum (3 x 162 MiB at 1024 x 1280, from the
+# parameter count), RUNTIME_BYTES (TensorFlow, the shuffle buffer) and
+# ACTIVATION_OVERHEAD x B (gradients, the backward pass' temporaries) are the
+# round values with which the estimate covers all six: 1-7 % above them.
+ACTIVATION_OVERHEAD = 1.40
+RUNTIME_BYTES = 1.3e9
+WEIGHT_COPIES = 3  # weights, gradients, momentum (float32 in every policy)
+# --memory_budget_gb=0: MemTotal minus this share (at least _MIN_MARGIN_BYTES)
+# for the system, the page cache and whatever else runs.
+_MARGIN = 0.15
+_MIN_MARGIN_BYTES = 2 * 2**30
+
+
+def remat_scales(mode):
+    """The pathway scales `--remat=mode` recomputes."""
+    if mode not in _REMAT_SCALES:
+        raise ValueError(f"remat must be one of {', '.join(REMAT_MODES)}, got {mode!r}")
+    return _REMAT_SCALES[mode]
+
+
+def _bytes_per_value(dtype):
+    if dtype not in BYTES_PER_VALUE:
+        raise ValueError(f"dtype must be one of {', '.join(BYTES_PER_VALUE)}, got {dtype!r}")
+    return BYTES_PER_VALUE[dtype]
+
+
+def pathway_activation_values(height, width):
+    """{scale: conv activation values per image} of each pathway (3 tensors)."""
+    h, w = padded_size(height), padded_size(width)
+    return {scale: CONVS_PER_PATHWAY * (h // scale) * (w // scale) * filters
+            for scale, filters in zip(SCALES, FILTERS)}
+
+
+def activation_bytes(height, width, batch, dtype="float32", remat="none"):
+    """Analytic bytes of the conv activations a step keeps for its backward pass.
+
+    With remat "none" this is the paper's Fig. 2 (`model_cost`'s
+    conv_activation_bytes x batch); recomputed pathways keep nothing but need
+    one image's activations at a time while they are recomputed.
+    """
+    size = _bytes_per_value(dtype)
+    per_image = model_cost(height, width, bytes_per_value=size).conv_activation_bytes
+    values = pathway_activation_values(height, width)
+    recomputed = [values[s] * size for s in remat_scales(remat)]
+    return batch * (per_image - sum(recomputed)) + max(recomputed, default=0)
+
+
+def input_bytes(height, width, batch, dtype="float32"):
+    """Bytes of a step's input images: the scaled (padded) image in the compute
+    dtype, which every pathway reads and the backward pass keeps, and two uint8
+    batches (the step's and the one prefetched)."""
+    h, w = padded_size(height), padded_size(width)
+    return batch * (h * w * 3 * _bytes_per_value(dtype) + 2 * height * width * 3)
+
+
+def estimate_peak_bytes(height, width, batch, dtype="float32", remat="none"):
+    """Estimated peak RSS of a training process (see the constants above)."""
+    weights = WEIGHT_COPIES * 4 * model_cost(height, width).parameters
+    kept = (activation_bytes(height, width, batch, dtype, remat)
+            + input_bytes(height, width, batch, dtype))
+    return ACTIVATION_OVERHEAD * kept + weights + RUNTIME_BYTES
+
+
+def pick_batch_size(height, width, dtype, remat, budget_bytes):
+    """The largest per-replica batch whose `estimate_peak_bytes` fits `budget_bytes`.
+
+    Raises ValueError when not even one image fits.
+    """
+    fixed = estimate_peak_bytes(height, width, 0, dtype, remat)
+    per_image = estimate_peak_bytes(height, width, 1, dtype, remat) - fixed
+    batch = int((budget_bytes - fixed) // per_image)
+    # Guard the float division at the boundary: the estimate decides.
+    while batch > 0 and estimate_peak_bytes(height, width, batch, dtype, remat) > budget_bytes:
+        batch -= 1
+    if batch < 1:
+        raise ValueError(
+            f"--batch_size=auto: not even one {height}x{width} image fits the memory budget "
+            f"of {budget_bytes / 1e9:.2f} GB (one needs about "
+            f"{estimate_peak_bytes(height, width, 1, dtype, remat) / 1e9:.2f} GB); raise "
+            f"--memory_budget_gb, use --remat or --dtype=mixed_bfloat16")
+    return batch
+
+
+def _meminfo(path):
+    values = {}
+    with open(path) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if rest.split():
+                values[key] = int(rest.split()[0]) * 1024  # kB
+    return values
+
+
+def workers_on_this_host(environ=None):
+    """Training tasks of TF_CONFIG on this task's host (1 without TF_CONFIG)."""
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return 1
+    cluster.parse_tf_config(text)  # one-line ValueError if broken
+    config = json.loads(text)
+    task = config["task"]
+    host = config["cluster"][task["type"]][task["index"]].rpartition(":")[0]
+    return max(1, sum(address.rpartition(":")[0] == host
+                      for job in cluster.TRAINING_JOBS
+                      for address in config["cluster"].get(job, [])))
+
+
+def default_budget_bytes(meminfo_path="/proc/meminfo", environ=None):
+    """(bytes, why): this host's MemTotal minus a margin, split among its workers.
+
+    MemTotal rather than MemAvailable: every worker must pick the same batch.
+    """
+    total = _meminfo(meminfo_path)["MemTotal"]
+    workers = workers_on_this_host(environ)
+    budget = (total - max(_MARGIN * total, _MIN_MARGIN_BYTES)) / workers
+    why = (f"MemTotal {total / 1e9:.1f} GB minus {_MARGIN:.0%} (at least "
+           f"{_MIN_MARGIN_BYTES / 2**30:.0f} GiB)" + (f", / {workers} workers on this host"
+                                                      if workers > 1 else ""))
+    return budget, why
+
+
+def resolve_batch_size(cfg, meminfo_path="/proc/meminfo", environ=None):
+    """`cfg` (a `config.TrainConfig`) with batch_size 0 (auto) replaced by a pick.
+
+    Needs the image size resolved. Logs what it picked and why.
+    """
+    schedule, model, data = cfg.schedule, cfg.model, cfg.data
+    if schedule.batch_size:
+        return cfg
+    if schedule.memory_budget_gb:
+        budget, why = schedule.memory_budget_gb * 1e9, "--memory_budget_gb"
+    else:
+        budget, why = default_budget_bytes(meminfo_path, environ)
+    batch = pick_batch_size(data.height, data.width, model.dtype, model.remat, budget)
+    act = activation_bytes(data.height, data.width, batch, model.dtype, model.remat)
+    inputs = input_bytes(data.height, data.width, batch, model.dtype)
+    weights = WEIGHT_COPIES * 4 * model_cost(data.height, data.width).parameters
+    _LOG.info(
+        "--batch_size=auto: %d images per replica (%dx%d, %s, remat %s): estimated peak "
+        "%.2f GB = %.2f x (%.2f GB activations + %.2f GB input images) + %.2f GB weights, "
+        "gradients, momentum + %.1f GB runtime, within the %.2f GB budget (%s)", batch,
+        data.height, data.width, model.dtype, model.remat,
+        estimate_peak_bytes(data.height, data.width, batch, model.dtype, model.remat) / 1e9,
+        ACTIVATION_OVERHEAD, act / 1e9, inputs / 1e9, weights / 1e9, RUNTIME_BYTES / 1e9,
+        budget / 1e9, why)
+    return cfg.replace(batch_size=batch)
