@@ -171,48 +171,60 @@ def _interleave_records(files, cycle_length, file_order_seed=None):
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def train_dataset(files, data, stream):
-    """The endless, deterministic training stream of (uint8 images, int labels).
+def _epoch_seed(stream, epoch):
+    """One seed per (seed, epoch, worker): data order survives restarts."""
+    return (stream.seed * 1_000_003 + epoch * 7919 + stream.worker_index) % 2**31
 
-    `data` is the `config.DataConfig` section, `stream` this worker's `Stream`.
-    """
+
+def epoch_batches(files, data, stream, epoch):
+    """Data epoch `epoch` (a Python int or an int64 scalar tensor) of this
+    worker: exactly `steps_per_epoch` batches, fewer for the epoch a resumed
+    run starts in (its first `start_step % steps_per_epoch` are skipped)."""
     records_per_epoch = stream.steps_per_epoch * stream.batch_size
     start_epoch, skip_steps = divmod(stream.start_step, stream.steps_per_epoch)
     decode = _decoder(data.height, data.width, data.num_classes)
     variants = dihedral.num_variants(data.height, data.width)
+    epoch = tf.cast(epoch, tf.int64)
+    epoch_seed = _epoch_seed(stream, epoch)
+    ds = _interleave_records(files, data.cycle_length, epoch_seed if data.shuffle else None)
+    if data.shuffle:
+        ds = ds.shuffle(data.shuffle_buffer, seed=epoch_seed + 1,
+                        reshuffle_each_iteration=False)  # see _interleave_records
+    ds = ds.repeat().take(records_per_epoch).enumerate()
+    ds = ds.skip(tf.where(epoch == start_epoch, tf.constant(skip_steps * stream.batch_size, tf.int64),
+                          tf.constant(0, tf.int64)))
 
-    def one_epoch(epoch):
-        # One seed per (seed, epoch, worker): data order survives restarts.
-        epoch_seed = (stream.seed * 1_000_003 + epoch * 7919 + stream.worker_index) % 2**31
-        ds = _interleave_records(files, data.cycle_length,
-                                 epoch_seed if data.shuffle else None)
-        if data.shuffle:
-            ds = ds.shuffle(data.shuffle_buffer, seed=epoch_seed + 1,
-                            reshuffle_each_iteration=False)  # see _interleave_records
-        ds = ds.repeat().take(records_per_epoch).enumerate()
-        if epoch == start_epoch:
-            ds = ds.skip(skip_steps * stream.batch_size)
+    def parse(index, record):
+        image, label = decode(*record)
+        if data.augment:
+            variant = tf.random.stateless_uniform(
+                [], seed=tf.stack([epoch_seed + 2, index]), maxval=variants, dtype=tf.int64)
+            image = dihedral.apply_tf(image, variant)
+        return image, label
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(stream.batch_size, drop_remainder=True)
 
-        def parse(index, record):
-            image, label = decode(*record)
-            if data.augment:
-                variant = tf.random.stateless_uniform(
-                    [], seed=tf.stack([tf.constant(epoch_seed + 2, tf.int64), index]),
-                    maxval=variants, dtype=tf.int64)
-                image = dihedral.apply_tf(image, variant)
-            return image, label
-        ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.batch(stream.batch_size, drop_remainder=True)
 
-    # Epochs are built in Python (seeds must be Python ints once a global seed
-    # is set); the last one repeats so that the stream never runs dry.
-    epochs = [one_epoch(e)
-              for e in range(start_epoch, max(stream.num_epochs, start_epoch + 1))]
-    ds = epochs[0]
-    for following in epochs[1:]:
-        ds = ds.concatenate(following)
-    return ds.concatenate(one_epoch(len(epochs) + start_epoch).repeat()).prefetch(
-        tf.data.AUTOTUNE)
+def train_dataset(files, data, stream):
+    """The endless, deterministic training stream of (uint8 images, int labels).
+
+    `data` is the `config.DataConfig` section, `stream` this worker's `Stream`.
+    The epochs `epoch_batches` gives, one after the other from the resumed
+    one; past the planned epochs the last one repeats (Keras never runs dry).
+    Two epochs are open at a time: the next one fills its shuffle buffer
+    (`shuffle_buffer` records, about 1 GB at 1024 x 1280) and decodes its
+    first batches while this one is trained on, instead of stalling the step
+    at every epoch boundary; the order is the same as one after the other.
+    """
+    start_epoch = stream.start_step // stream.steps_per_epoch
+    last_epoch = max(stream.num_epochs, start_epoch + 1)
+    epochs = tf.data.Dataset.counter(start_epoch).map(
+        lambda epoch: tf.minimum(epoch, last_epoch))
+    ds = epochs.interleave(
+        lambda epoch: epoch_batches(files, data, stream, epoch),
+        cycle_length=2, block_length=stream.steps_per_epoch,
+        num_parallel_calls=2, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(files, height, width, batch_size, num_classes=13, cycle_length=16,

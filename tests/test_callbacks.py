@@ -103,3 +103,17 @@ def test_stop_at_target_accuracy():
     assert stop.reached_epoch is not None and len(history.history["loss"]) == stop.reached_epoch + 1
     assert history.history["val_top1"][-1] >= 0.9 and len(history.history["loss"]) < 50
     assert stop.time_to_target_s > 0
+
+
+def test_periodic_checkpoint_saves_every_n_global_steps_after_resume(scratch_dir):
+    from mcnn_keras.callbacks.checkpoint import Checkpointer, PeriodicCheckpoint
+    model = tiny_model()
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(4)  # as restored from a checkpoint at step 4
+    checkpointer = Checkpointer(model, model.optimizer, str(scratch_dir), max_to_keep=None)
+    model.fit(*DATA, batch_size=8, epochs=2, verbose=0, shuffle=False,
+              callbacks=[PeriodicCheckpoint(checkpointer, every_n_steps=3,
+                                            save_on_sigterm=False)])
+    # Global steps 5..12: every third (6, 9, 12) and each epoch's end (8, 12).
+    saved = [int(p.rsplit("-", 1)[1]) for p in checkpointer.manager.checkpoints]
+    assert saved == [6, 8, 9, 12]

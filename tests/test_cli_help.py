@@ -172,6 +172,16 @@ BENIGN = [
     "To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 FMA, in other "
     "operations, rebuild TensorFlow with the appropriate compiler flags.",
 ]
+BENIGN_TF216 = [
+    "2026-11-24 07:54:17.812834: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479]"
+    " Unable to register cuFFT factory: Attempting to register factory for plugin cuFFT when "
+    "one has already been registered",
+    "2026-11-24 07:54:17.835084: E external/local_xla/xla/stream_executor/cuda/cuda_dnn.cc:"
+    "10575] Unable to register cuDNN factory: Attempting to register factory for plugin cuDNN "
+    "when one has already been registered",
+    "2026-11-24 07:54:18.689232: W tensorflow/compiler/tf2tensorrt/utils/py_utils.cc:38] "
+    "TF-TRT Warning: Could not find TensorRT",
+]
 CUINIT = ("E0000 00:00:1795495976.527566    5729 cuda_platform.cc:52] failed call to cuInit: "
           "INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)")
 
@@ -179,12 +189,13 @@ CUINIT = ("E0000 00:00:1795495976.527566    5729 cuda_platform.cc:52] failed cal
 def test_startup_filter_drops_exactly_the_known_lines():
     from mcnn_keras.cli import quiet_tf  # pylint: disable=import-outside-toplevel
     keep = quiet_tf.StartupFilter().keep
-    assert [line for line in BENIGN + [CUINIT] if keep(line.encode())] == []
+    assert [line for line in BENIGN + BENIGN_TF216 + [CUINIT] if keep(line.encode())] == []
     for line in ["W0000 00:00:1.0   1 gpu_device.cc:2344] Cannot dlopen some GPU libraries.",
                  "E0000 00:00:1.0   1 some_op.cc:7] a real error",
                  "F0000 00:00:1.0   1 port.cc:153] oneDNN custom operations are on. F is fatal",
                  "Traceback (most recent call last):",
                  BENIGN[4],  # only right after the cpu_feature_guard line
+                 "2026-11-24 07:54:17.8: E external/x/cuda_fft.cc:479] Unable to create plan",
                  ""]:
         assert keep(line.encode()), line
 

@@ -105,6 +105,24 @@ def test_stream_is_deterministic_reshuffled_per_epoch_and_resumable(files):
     assert len(ids(train_stream(files).take(25))) == 25
 
 
+def test_stream_is_the_epochs_one_after_the_other(files):
+    # The stream opens the next epoch early (to fill its shuffle buffer while
+    # this one trains); the batches must be those of the epochs in sequence,
+    # as before that change, so that old checkpoints resume on the same data.
+    # 5 steps per epoch, 3 planned epochs: past them the last one repeats; a
+    # run resumed at step 7 starts with the rest of epoch 1.
+    for start, epochs in ((0, (0, 1, 2, 3, 3)), (7, (1, 2, 3, 3))):
+        data, stream = stream_args(start_step=start, augment=True)
+        sequence = dataset.epoch_batches(files, data, stream, epochs[0])
+        for epoch in epochs[1:]:
+            sequence = sequence.concatenate(dataset.epoch_batches(files, data, stream, epoch))
+        wanted = 25 - start
+        expected = [x.numpy() for x, _ in sequence.take(wanted)]
+        actual = [x.numpy() for x, _ in dataset.train_dataset(files, data, stream).take(wanted)]
+        assert len(actual) == len(expected) == wanted
+        assert all(np.array_equal(a, e) for a, e in zip(actual, expected)), start
+
+
 def test_unshuffled_stream_interleaves_files_in_order(files):
     first = ids(train_stream(files, shuffle=False, cycle_length=4).take(1))
     # Record i sits in shard i % 4 at position i // 4; block_length 1 alternates.

@@ -222,7 +222,12 @@ class Checkpointer:
 
 
 class PeriodicCheckpoint(keras.callbacks.Callback):
-    """Saves every `every_n_steps` steps, at epoch ends, and on SIGTERM."""
+    """Saves every `every_n_steps` steps, at epoch ends, and on SIGTERM.
+
+    The step is read from the optimizer when training begins and then
+    counted on the host (as `StepLearningRateScheduler` does): reading the
+    variable back after every step would cost a host sync per step.
+    """
 
     def __init__(self, checkpointer, every_n_steps=0, save_on_sigterm=True, agree=None):
         super().__init__()
@@ -232,12 +237,14 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         self.save_on_sigterm = save_on_sigterm
         self.preempted = False
         self._epoch = 0
+        self._step = None  # the global step after the last finished batch
         self._previous_handler = None
 
     def _on_sigterm(self, signum, frame):
         self.preempted = True
 
     def on_train_begin(self, logs=None):
+        self._step = self.checkpointer.step
         if self.save_on_sigterm:
             self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -250,7 +257,8 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self.checkpointer.step
+        self._step += 1
+        step = self._step
         if self.agree is not None and self.save_on_sigterm:
             self.preempted = self.agree(self.preempted)
         if self.preempted:

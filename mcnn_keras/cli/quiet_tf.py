@@ -12,7 +12,14 @@ first listing devices prints, before TensorFlow's C++ logging is configured
     E0000 ... cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ...
 
 (the first three twice: libtensorflow_framework.so.2 and
-_pywrap_profiler_plugin.so each carry their own copy of that code). On a CPU
+_pywrap_profiler_plugin.so each carry their own copy of that code).
+TensorFlow 2.16 (the `s3` extra's) stamps lines differently and adds, at
+any log level below 2 and on every machine (tensorflow/tensorflow#62075):
+
+    2026-11-24 07:54:17.812834: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to register cuFFT factory: Attempting to register factory for plugin cuFFT when one has already been registered
+    (the same for cuDNN and cuBLAS)
+    2026-11-24 07:54:18.689232: W tensorflow/compiler/tf2tensorrt/utils/py_utils.cc:38] TF-TRT Warning: Could not find TensorRT
+ On a CPU
 machine none of them is a problem, yet the last one reads like an error.
 
 `import_tensorflow()` sets TF_CPP_MIN_LOG_LEVEL=1 unless the user set it (C++
@@ -51,6 +58,13 @@ _CPU_FEATURES = re.compile(rb"I" + _STAMP + rb"cpu_feature_guard\.cc:\d+\] This 
 _CPU_FEATURES_2 = re.compile(rb"To enable the following instructions: [A-Za-z0-9_ ]+, in other "
                              rb"operations, rebuild TensorFlow with the appropriate compiler "
                              rb"flags\.")
+_OLD_STAMP = rb"\d{4}-\d\d-\d\d [0-9:.]+: "  # TF 2.16: "2026-11-24 07:54:17.812834: "
+_REGISTERED_TWICE = re.compile(
+    _OLD_STAMP + rb"E \S+/cuda_(fft|dnn|blas)\.cc:\d+\] Unable to register cu(FFT|DNN|BLAS) "
+    rb"factory: Attempting to register factory for plugin cu(FFT|DNN|BLAS) when one has "
+    rb"already been registered")
+_NO_TENSORRT = re.compile(_OLD_STAMP + rb"W \S+/py_utils\.cc:\d+\] TF-TRT Warning: Could "
+                          rb"not find TensorRT")
 _CUINIT = re.compile(rb"E" + _STAMP + rb"cuda_platform\.cc:\d+\] failed call to cuInit: .*")
 
 
@@ -74,7 +88,8 @@ class StartupFilter:
             return False
         if _CUINIT.fullmatch(line):
             return not self.no_cuda_driver
-        return not (_ABSL_PREAMBLE.fullmatch(line) or _ONEDNN.fullmatch(line))
+        return not any(pattern.fullmatch(line) for pattern in (
+            _ABSL_PREAMBLE, _ONEDNN, _REGISTERED_TWICE, _NO_TENSORRT))
 
 
 def _write_all(fd, data):
