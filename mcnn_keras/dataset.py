@@ -177,28 +177,32 @@ def _epoch_seed(stream, epoch):
 
 
 def epoch_batches(files, data, stream, epoch):
-    """Data epoch `epoch` (a Python int or an int64 scalar tensor) of this
-    worker: exactly `steps_per_epoch` batches, fewer for the epoch a resumed
-    run starts in (its first `start_step % steps_per_epoch` are skipped)."""
+    """Data epoch `epoch` of this worker: exactly `steps_per_epoch` batches,
+    fewer for the epoch a resumed run starts in (its first `start_step %
+    steps_per_epoch` are skipped).
+
+    `epoch` is a Python int: with a tensor seed, `shuffle` fails when the
+    global seed is 0 (TensorFlow compares the seed pair with (0, 0) in Python).
+    """
     records_per_epoch = stream.steps_per_epoch * stream.batch_size
     start_epoch, skip_steps = divmod(stream.start_step, stream.steps_per_epoch)
     decode = _decoder(data.height, data.width, data.num_classes)
     variants = dihedral.num_variants(data.height, data.width)
-    epoch = tf.cast(epoch, tf.int64)
     epoch_seed = _epoch_seed(stream, epoch)
     ds = _interleave_records(files, data.cycle_length, epoch_seed if data.shuffle else None)
     if data.shuffle:
         ds = ds.shuffle(data.shuffle_buffer, seed=epoch_seed + 1,
                         reshuffle_each_iteration=False)  # see _interleave_records
     ds = ds.repeat().take(records_per_epoch).enumerate()
-    ds = ds.skip(tf.where(epoch == start_epoch, tf.constant(skip_steps * stream.batch_size, tf.int64),
-                          tf.constant(0, tf.int64)))
+    if epoch == start_epoch:
+        ds = ds.skip(skip_steps * stream.batch_size)
 
     def parse(index, record):
         image, label = decode(*record)
         if data.augment:
-            variant = tf.random.stateless_uniform(
-                [], seed=tf.stack([epoch_seed + 2, index]), maxval=variants, dtype=tf.int64)
+            seed = tf.stack([tf.constant(epoch_seed + 2, tf.int64), index])
+            variant = tf.random.stateless_uniform([], seed=seed, maxval=variants,
+                                                  dtype=tf.int64)
             image = dihedral.apply_tf(image, variant)
         return image, label
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -218,12 +222,16 @@ def train_dataset(files, data, stream):
     """
     start_epoch = stream.start_step // stream.steps_per_epoch
     last_epoch = max(stream.num_epochs, start_epoch + 1)
-    epochs = tf.data.Dataset.counter(start_epoch).map(
-        lambda epoch: tf.minimum(epoch, last_epoch))
-    ds = epochs.interleave(
-        lambda epoch: epoch_batches(files, data, stream, epoch),
-        cycle_length=2, block_length=stream.steps_per_epoch,
-        num_parallel_calls=2, deterministic=True)
+
+    def epoch(e):  # a dataset whose one element is the dataset of epoch e
+        return tf.data.Dataset.from_tensors(epoch_batches(files, data, stream, e))
+    epochs = epoch(start_epoch)
+    for e in range(start_epoch + 1, last_epoch):
+        epochs = epochs.concatenate(epoch(e))
+    epochs = epochs.concatenate(epoch(last_epoch).repeat())
+    ds = epochs.interleave(lambda batches: batches, cycle_length=2,
+                           block_length=stream.steps_per_epoch, num_parallel_calls=2,
+                           deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
