@@ -100,12 +100,14 @@ def plot_figures(exp, results, fig9_path, fig7_path):
     for ax in (top, axes[1], axes[3]):
         ax.axhline(exp.target_accuracy, color="gray", linestyle=":", label="target")
     top.set(title="validation top-1 per epoch (Fig. 9)", ylabel="top-1")
-    bottom.set(title="learning rate per epoch", xlabel="epoch", ylabel="learning rate",
-               yscale="log")
+    bottom.set(title="learning rate per epoch", xlabel="epoch", ylabel="learning rate")
     for ax, title in zip(axes[:3], ("loss", "top-1", "top-5")):
         ax.set(title=f"{title} per epoch (Fig. 7)", xlabel="epoch")
     axes[3].set(title="validation top-1 vs wall clock", xlabel="minutes of training")
-    axes[0].set_yscale("log")
+    for ax in (bottom, axes[0]):
+        # Log axes need a positive value (runs that failed at once have none).
+        if any(y > 0 for line in ax.get_lines() for y in line.get_ydata()):
+            ax.set_yscale("log")
     for ax in (top, bottom, *axes):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -185,3 +185,14 @@ def test_cli_without_configurations_fails_with_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: no configuration: give --configs and/or --workers/--batch_sizes")
+
+
+def test_report_of_runs_that_failed_before_their_first_epoch(tmp_path):
+    from mcnn_keras import ttt_report  # pylint: disable=import-outside-toplevel
+    exp = ttt.Experiment(str(tmp_path), "t", "v", 128, 128, target_accuracy=0.9)
+    failed = {**dict.fromkeys(ttt_report.COLUMNS), "name": "w1-b8", "status": "failed",
+              "detail": "error: something at start-up"}
+    paths = ttt_report.write_report(exp, [failed])  # no metrics: nothing on log axes
+    assert "| w1-b8 |" in open(paths["ttt.md"]).read()
+    for name in ("ttt_fig9.png", "ttt_fig7.png"):
+        assert open(paths[name], "rb").read(4) == b"\x89PNG"
