@@ -15,7 +15,7 @@ import numpy as np  # pylint: disable=wrong-import-position
 from mcnn_keras import atomic  # pylint: disable=wrong-import-position
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     """Saves `fig` to `path` atomically (format from the extension) and closes it."""
     try:
         with atomic.atomic_file(path) as tmp:
@@ -43,7 +43,7 @@ def plot_training_curves(history, path):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(confusion, class_names, path, title="confusion matrix"):
@@ -66,4 +66,4 @@ def plot_confusion_matrix(confusion, class_names, path, title="confusion matrix"
                 ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if normalised[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    return save_figure(fig, path)

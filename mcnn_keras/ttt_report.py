@@ -80,9 +80,8 @@ def _series(history, key, x="epoch"):
 
 def plot_figures(exp, results, fig9_path, fig7_path):
     """Fig. 9 (top-1 and LR per epoch) and Fig. 7 (loss, top-1, top-5; top-1 vs time)."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import plots  # pylint: disable=import-outside-toplevel
+    plt = plots.plt
     histories = [_history(os.path.join(exp.output_dir, "runs", r["name"], run_dir.METRICS))
                  for r in results]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -111,12 +110,8 @@ def plot_figures(exp, results, fig9_path, fig7_path):
     for ax in (top, bottom, *axes):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for fig, path in ((fig9, fig9_path), (fig7, fig7_path)):
-        try:
-            with atomic.atomic_file(path) as tmp:
-                fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        finally:
-            plt.close(fig)
+    plots.save_figure(fig9, fig9_path)
+    plots.save_figure(fig7, fig7_path)
 
 
 def write_report(exp, results):

@@ -27,6 +27,7 @@ BINARIES = [
                              "sweep_output_dir"]),
     ("mcnn-ttt", "ttt", ["output_dir", "configs", "target_accuracy"]),
     ("mcnn-scaling-model", "scaling_model", ["nodes", "bandwidth_gbps", "dataset"]),
+    ("mcnn-profile", "profile", ["features", "output_dir", "aggregate", "normalize", "batch"]),
 ]
 NOISE = ("cuda", "cuInit", "oneDNN custom operations", "absl::InitializeLog",
          "cpu_feature_guard")

@@ -22,6 +22,7 @@ EXPECTED_SCRIPTS = {
     "mcnn-scaling-model": "mcnn_keras.cli.scaling_model:run",
     "mcnn-ttt": "mcnn_keras.cli.ttt:run",
     "mcnn-bench": "mcnn_keras.cli.bench:run",
+    "mcnn-profile": "mcnn_keras.cli.profile:run",
 }
 
 
