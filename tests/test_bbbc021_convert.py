@@ -17,7 +17,8 @@ import pytest
 import tifffile
 
 from mcnn_keras import classes
-from mcnn_keras.bbbc021 import augment, convert, fixture
+from mcnn_keras.bbbc021 import convert, fixture
+from mcnn_keras.conversion import augment
 
 HEIGHT, WIDTH = 64, 80
 

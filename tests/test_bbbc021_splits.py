@@ -3,7 +3,8 @@
 import pytest
 
 from mcnn_keras import classes
-from mcnn_keras.bbbc021 import metadata, splits
+from mcnn_keras.bbbc021 import metadata
+from mcnn_keras.conversion import splits
 
 
 def make_fields():

@@ -27,6 +27,8 @@ BINARIES = [
                              "sweep_output_dir"]),
     ("mcnn-ttt", "ttt", ["output_dir", "configs", "target_accuracy"]),
     ("mcnn-scaling-model", "scaling_model", ["nodes", "bandwidth_gbps", "dataset"]),
+    ("mcnn-convert-images", "convert_images", ["index_csv", "channel_columns", "channel_order",
+                                               "resize", "split"]),
     ("mcnn-profile", "profile", ["features", "output_dir", "aggregate", "normalize", "batch"]),
 ]
 NOISE = ("cuda", "cuInit", "oneDNN custom operations", "absl::InitializeLog",

@@ -1,10 +1,10 @@
 """BBBC021 (Broad Bioimage Benchmark Collection) to the project's TFRecords.
 
-Modules follow the data flow: `metadata` (CSVs, MoA join) -> `preprocess`
-(TIFF checks, illumination correction, percentile scaling) -> `splits`
-(random / leave-one-compound-out / plate) -> `augment` (datasets A and B) ->
-`convert` (the parallel, resumable job). `fixture` writes a miniature download
-with the real layout.
+What is BBBC021's own: `metadata` (its two CSVs and their join into fields
+of view), `options` (the `mcnn-convert-bbbc021` flags), `convert` (the join,
+then the generic job of `mcnn_keras.conversion`), `fixture` (a miniature
+download with the real layout). `preprocess` re-exports the normalisation,
+which moved to `conversion.normalization`.
 
 Usage:
 

@@ -2,25 +2,27 @@
 
 `BBBC021_v1_image.csv` has one row per field of view (three TIFF files: DAPI,
 Tubulin, Actin); `BBBC021_v1_moa.csv` maps (compound, concentration) to a
-mechanism of action. Rows without a match carry no label and are dropped.
-Concentrations are joined by value (`float`), so "1", "1.0" and "1.00" match.
+mechanism of action. Rows without a match carry no label (the converter
+counts and drops them). Concentrations are joined by value (`float`), so
+"1", "1.0" and "1.00" match. Fields are `conversion.field.FieldOfView`, the
+type every converter and the predictor share.
 
 Usage:
 
     fields, unlabelled = read_fields("/data/BBBC021")   # labelled FieldOfView list
     fields[0].paths          # (dapi, tubulin, actin) file paths
     fields[0].metadata()     # dict for records.encode_example
+    table = read_bbbc021_table("new/BBBC021_v1_image.csv")   # new plates: unlabelled
 
 Any problem (missing file or column, unknown class, unparsable site) raises
 `BBBC021Error` with one line naming the file and row.
 """
 
-import csv
-import dataclasses
 import os
 import re
 
 from mcnn_keras import classes
+from mcnn_keras.conversion.field import FieldOfView, csv_rows
 
 IMAGE_CSV = "BBBC021_v1_image.csv"
 MOA_CSV = "BBBC021_v1_moa.csv"
@@ -43,54 +45,8 @@ class BBBC021Error(ValueError):
     """Bad input; the message is one line naming the culprit file/row."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FieldOfView:
-    """One labelled field of view: three TIFF paths plus its metadata."""
-    plate: str
-    well: str
-    site: str
-    replicate: str
-    compound: str
-    concentration: str
-    moa: str
-    paths: tuple  # (DAPI, Tubulin, Actin) absolute paths
-    row: int      # line number in the image CSV (header = line 1)
-
-    @property
-    def label(self):
-        return classes.class_index(self.moa)
-
-    def metadata(self):
-        """The string metadata of the project's record schema."""
-        return {"class_name": self.moa, "compound": self.compound,
-                "concentration": self.concentration, "plate": self.plate,
-                "well": self.well, "site": self.site, "replicate": self.replicate}
-
-    def key(self):
-        return (self.plate, self.well, self.site, self.row)
-
-
 def _read_csv(path, required):
-    if not os.path.isfile(path):
-        raise BBBC021Error(f"{path}: file not found")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = [name.strip() for name in (reader.fieldnames or [])]
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise BBBC021Error(f"{path}: missing column(s) {', '.join(missing)}")
-            reader.fieldnames = header
-            rows = []
-            for line, row in enumerate(reader, start=2):
-                if None in row or any(row.get(c) is None for c in required):
-                    raise BBBC021Error(f"{path}:{line}: wrong number of fields")
-                rows.append((line, {k: (v or "").strip() for k, v in row.items()}))
-            return rows
-    except UnicodeDecodeError as e:
-        raise BBBC021Error(f"{path}: not a UTF-8 CSV file ({e.reason})") from None
-    except csv.Error as e:
-        raise BBBC021Error(f"{path}: malformed CSV ({e})") from None
+    return csv_rows(path, required, BBBC021Error)
 
 
 def concentration_key(text, where):
@@ -124,37 +80,50 @@ def parse_site(file_name, where):
     return match.group(1)
 
 
+def read_bbbc021_table(image_csv, moa_csv=None):
+    """Every row of a CSV in BBBC021's image-table format, as FieldOfView, in row order.
+
+    Files are `<folder of image_csv>/<Image_PathName_*>/<Image_FileName_*>`,
+    channels (DAPI, Tubulin, Actin), 16-bit. With `moa_csv` a row whose
+    (compound, concentration) it lists is labelled with that mechanism of
+    action; other rows (and every row without `moa_csv`: new plates) are
+    unlabelled.
+    """
+    moa = read_moa(moa_csv) if moa_csv else {}
+    root = os.path.dirname(image_csv)
+    fields = []
+    for line, row in _read_csv(image_csv, IMAGE_COLUMNS):
+        where = f"{image_csv}:{line}"
+        conc = row["Image_Metadata_Concentration"]
+        label = moa.get((row["Image_Metadata_Compound"], concentration_key(conc, where))
+                        ) if moa else None
+        paths = []
+        for channel in CHANNELS:
+            name, folder = row[f"Image_FileName_{channel}"], row[f"Image_PathName_{channel}"]
+            if not name:
+                raise BBBC021Error(f"{where}: empty Image_FileName_{channel}")
+            paths.append(os.path.join(root, folder, name))
+        plate, well = row["Image_Metadata_Plate_DAPI"], row["Image_Metadata_Well_DAPI"]
+        if not plate or not well:
+            raise BBBC021Error(f"{where}: empty plate or well")
+        fields.append(FieldOfView(
+            plate=plate, well=well, site=parse_site(row["Image_FileName_DAPI"], where),
+            replicate=row["Replicate"], compound=row["Image_Metadata_Compound"],
+            concentration=conc, class_name=label or "", paths=tuple(paths), row=line,
+            bit_depth=16, channel_order=(0, 1, 2), source=image_csv))
+    return fields
+
+
 def read_fields(bbbc021_dir, drop_dmso=False):
     """Joins the two CSVs; returns (labelled fields, number of unlabelled rows).
 
     Labelled fields are sorted by (plate, well, site, row). With `drop_dmso`
     the DMSO controls are dropped too (the 12-class protocol).
     """
-    image_csv = os.path.join(bbbc021_dir, IMAGE_CSV)
-    moa = read_moa(os.path.join(bbbc021_dir, MOA_CSV))
-    fields, unlabelled = [], 0
-    for line, row in _read_csv(image_csv, IMAGE_COLUMNS):
-        where = f"{image_csv}:{line}"
-        conc = row["Image_Metadata_Concentration"]
-        label = moa.get((row["Image_Metadata_Compound"], concentration_key(conc, where)))
-        if label is None:
-            unlabelled += 1
-            continue
-        if drop_dmso and label == classes.DMSO:
-            continue
-        paths = []
-        for channel in CHANNELS:
-            name, folder = row[f"Image_FileName_{channel}"], row[f"Image_PathName_{channel}"]
-            if not name:
-                raise BBBC021Error(f"{where}: empty Image_FileName_{channel}")
-            paths.append(os.path.join(bbbc021_dir, folder, name))
-        plate, well = row["Image_Metadata_Plate_DAPI"], row["Image_Metadata_Well_DAPI"]
-        if not plate or not well:
-            raise BBBC021Error(f"{where}: empty plate or well")
-        fields.append(FieldOfView(
-            plate=plate, well=well,
-            site=parse_site(row["Image_FileName_DAPI"], where),
-            replicate=row["Replicate"], compound=row["Image_Metadata_Compound"],
-            concentration=conc, moa=label, paths=tuple(paths), row=line))
-    fields.sort(key=FieldOfView.key)
-    return fields, unlabelled
+    fields = read_bbbc021_table(os.path.join(bbbc021_dir, IMAGE_CSV),
+                                os.path.join(bbbc021_dir, MOA_CSV))
+    labelled = [f for f in fields if f.labelled]
+    unlabelled = len(fields) - len(labelled)
+    if drop_dmso:
+        labelled = [f for f in labelled if f.class_name != classes.DMSO]
+    return sorted(labelled, key=FieldOfView.key), unlabelled

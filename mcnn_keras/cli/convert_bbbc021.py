@@ -8,29 +8,32 @@ folders. Writes train-*.tfrecord, val-*.tfrecord, manifest.json (counts per
 class / split / shard, normalisation statistics, these flags),
 normalization.json + illumination.npz (reusable at inference). Re-running the
 same command resumes: finished shards are skipped. Images are uint8 with
-channels (DAPI, Tubulin, Actin).
+channels (DAPI, Tubulin, Actin). --output_dir is a local directory (copy the
+shards to object storage afterwards). The same job as mcnn-convert-images,
+after BBBC021's CSV join.
 """
 
 import sys
 
 from absl import flags
 
-from mcnn_keras.bbbc021.options import ConvertOptions
+from mcnn_keras.bbbc021.options import ConvertOptions, check_local
 from mcnn_keras.cli import common, config_flags
 from mcnn_keras.cli.paths import resolve_user_path
 
 FLAGS = flags.FLAGS
 SECTIONS = config_flags.define_sections({"conversion": ConvertOptions})
 flags.DEFINE_boolean("progress", True, "Show tqdm progress bars.")
+INPUT_OUTPUT = ["bbbc021_dir", "output_dir"]
 
 
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import run_dir, storage  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import run_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.bbbc021 import convert  # pylint: disable=import-outside-toplevel
     values = config_flags.values(SECTIONS)
-    storage.require_filesystem([values["bbbc021_dir"], values["output_dir"]])
+    check_local(bbbc021_dir=values["bbbc021_dir"], output_dir=values["output_dir"])
     if values["output_dir"]:  # a file or a read-only place: one line naming the flag
         run_dir.make_output_dir(resolve_user_path(values["output_dir"]), "output_dir")
     options = ConvertOptions(**{**values,
@@ -44,7 +47,9 @@ def main(argv):
 
 
 def run():
-    common.run_main(main, help_sections=SECTIONS + [("output", ["progress"])])
+    shared = [n for n in SECTIONS[0][1] if n not in INPUT_OUTPUT]
+    common.run_main(main, help_sections=[("input and output", INPUT_OUTPUT),
+                                         ("conversion", shared), ("output", ["progress"])])
 
 
 if __name__ == "__main__":
