@@ -37,11 +37,9 @@ import shutil
 import tempfile
 import uuid
 
+from mcnn_keras import storage
+
 _TAG = re.compile(r"\.tmp-[0-9a-f]{32}")
-
-
-def _is_remote(path):
-    return "://" in str(path)
 
 
 def temporary_path(path):
@@ -68,7 +66,7 @@ def _fsync(path, directory=False):
 
 
 def _remove(path):
-    if _is_remote(path):
+    if storage.is_remote(path):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
@@ -80,8 +78,7 @@ def _remove(path):
 
 def _gfile():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import storage  # pylint: disable=import-outside-toplevel
-    return tf.io.gfile, storage
+    return tf.io.gfile
 
 
 @contextlib.contextmanager
@@ -107,10 +104,10 @@ def atomic_file(path):
     there; see the module docstring for what readers see).
     """
     path = os.fspath(path)
-    if _is_remote(path):
+    if storage.is_remote(path):
         with _local_staging(path) as tmp:
             yield tmp
-            gfile, storage = _gfile()
+            gfile = _gfile()
             storage.require_filesystem(path)
             gfile.copy(tmp, path, overwrite=True)
         return
@@ -142,7 +139,7 @@ def write_json_atomic(path, value):
 
 def _upload_tree(local, path):
     """Replaces the remote directory `path` by the local tree `local`, top-level files last."""
-    gfile, storage = _gfile()
+    gfile = _gfile()
     storage.require_filesystem(path)
     path = path.rstrip("/")
     if gfile.exists(path):
@@ -170,7 +167,7 @@ def atomic_directory(path):
     temporary is local and then uploaded, not atomically (module docstring).
     """
     path = os.fspath(path)
-    if _is_remote(path):
+    if storage.is_remote(path):
         with _local_staging(path) as tmp:
             yield tmp
             _upload_tree(tmp, path)

@@ -45,7 +45,7 @@ def list_files(patterns, check=True):
     files = []
     for pattern in patterns:
         pattern = pattern.strip()
-        matches = sorted(tf.io.gfile.glob(pattern)) if "://" in pattern else sorted(
+        matches = sorted(tf.io.gfile.glob(pattern)) if storage.is_remote(pattern) else sorted(
             glob.glob(os.path.expanduser(pattern)))
         # A shard still being written (object stores list it) is not data yet.
         matches = [m for m in matches if not atomic.is_temporary(os.path.basename(m))]

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mcnn_keras import atomic, dataset, plots, records, run_dir, treatments
+from mcnn_keras import atomic, dataset, plots, records, run_dir, storage, treatments
 
 
 class Predictor:
@@ -47,7 +47,7 @@ def saved_model_predictor(path):
     A missing path is a FileNotFoundError, anything that is not an mcnn-export
     SavedModel (garbage, no `images` input, ...) a ValueError; both name `path`.
     """
-    if "://" not in path and not os.path.isdir(path):
+    if not storage.is_remote(path) and not os.path.isdir(path):
         if os.path.exists(path):
             raise ValueError(f"{path} is a file, not a SavedModel directory")
         raise FileNotFoundError(f"{path}: no such SavedModel directory")

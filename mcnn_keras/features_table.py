@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from mcnn_keras import atomic
+from mcnn_keras import atomic, storage
 
 PREFIX = "Metadata_"
 FEATURE_PREFIX = "MCNN_"
@@ -235,9 +235,8 @@ def write_features(path, metadata_rows, features, extra=None, feature_names=None
 def _read_arrow(path):
     pa, pq = _arrow()
     path = os.fspath(path)
-    if "://" in path:
+    if storage.is_remote(path):
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        from mcnn_keras import storage  # pylint: disable=import-outside-toplevel
         storage.require_filesystem(path)
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(f"{path}: no such file")

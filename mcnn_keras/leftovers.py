@@ -20,7 +20,7 @@ import shutil
 import socket
 import tempfile
 
-from mcnn_keras import atomic
+from mcnn_keras import atomic, storage
 
 _LOG = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def remove_leftovers(run=None, scratch_root=None):
     temporaries are staged locally).
     """
     removed = []
-    if run is not None and "://" not in str(run.path) and os.path.isdir(run.path):
+    if run is not None and not storage.is_remote(run.path) and os.path.isdir(run.path):
         removed += atomic.remove_temporaries(run.path)
         removed += [p for p in _listing(run.checkpoints) if _is_checkpoint_temporary(p)]
     removed += [p for p in _listing(scratch_root or tempfile.gettempdir())

@@ -44,7 +44,7 @@ import logging
 import os
 import socket
 
-from mcnn_keras import atomic, config
+from mcnn_keras import atomic, config, storage
 
 _LOG = logging.getLogger(__name__)
 
@@ -64,10 +64,6 @@ _PLAN = ("global_batch", "steps_per_epoch")  # what a resume must keep (check_pl
 _NO_LOCKS = (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
 
 
-def _is_remote(path):
-    return "://" in str(path)
-
-
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -80,7 +76,7 @@ def make_output_dir(path, flag):
     with a temporary file, since os.access says yes to root everywhere).
     Remote paths are left to their file system.
     """
-    if _is_remote(path):
+    if storage.is_remote(path):
         return path
     if os.path.lexists(path) and not os.path.isdir(path):
         raise ValueError(f"--{flag}={path}: exists and is not a directory")
@@ -221,7 +217,7 @@ class RunDir:
         directory it created is removed again if left empty (a run that failed
         at once). Object storage and file systems without locks: a warning.
         """
-        if _is_remote(self.path):
+        if storage.is_remote(self.path):
             _LOG.warning("%s is object storage, which has no locks: make sure no other "
                          "run uses this model_dir", self.path)
             yield
@@ -245,7 +241,7 @@ class RunDir:
         (`config.RESUMABLE_CHANGES`); any other difference is a ValueError
         listing each (old -> new), an image size in its own words.
         """
-        if _is_remote(self.path) or not os.path.exists(self.flags_json):
+        if storage.is_remote(self.path) or not os.path.exists(self.flags_json):
             return {}
         old = self.load_config()
         if "plan" not in self.load_flags():
@@ -273,7 +269,7 @@ class RunDir:
         """Refuses (ValueError) a resume whose global batch or steps per epoch
         differ from the run's (other workers, say): the resumed step and the LR
         schedule would mean something else."""
-        if _is_remote(self.path) or not os.path.exists(self.flags_json):
+        if storage.is_remote(self.path) or not os.path.exists(self.flags_json):
             return
         old = self.load_plan()
         differ = [f"{k} {old[k]} -> {plan[k]}" for k in _PLAN if k in old and old[k] != plan[k]]

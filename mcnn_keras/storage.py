@@ -52,6 +52,12 @@ def scheme(path):
     return match.group(1).lower() if match else ""
 
 
+def is_remote(path):
+    """Whether `path` is a URL (s3://, gs://, ...): read and written through
+    tf.io.gfile, never with os calls (which would make a local `s3:` folder)."""
+    return bool(scheme(path))
+
+
 def _paths(paths):
     """Flattens a path, comma-separated globs, or an iterable of those (None skipped)."""
     if paths is None:

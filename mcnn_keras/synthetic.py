@@ -36,7 +36,7 @@ import os
 import numpy as np
 import tqdm
 
-from mcnn_keras import classes
+from mcnn_keras import classes, storage
 from mcnn_keras import synthetic_difficulty as _difficulty
 from mcnn_keras.synthetic_cells import draw_cell, place_cells
 from mcnn_keras.synthetic_difficulty import DIFFICULTIES, PLATE_WEEKS, make_plates
@@ -245,7 +245,8 @@ def write_synthetic_dataset(output_dir, height, width, num_train, num_val, num_s
     for name, value in (("num_train", num_train), ("num_val", num_val)):
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    os.makedirs(output_dir, exist_ok=True)
+    if not storage.is_remote(output_dir):  # object stores have no directories
+        os.makedirs(output_dir, exist_ok=True)
     summary = {}
     with tqdm.tqdm(total=num_train + num_val, unit="img", desc="synthetic",
                    disable=not progress) as bar:

@@ -151,6 +151,19 @@ def test_an_error_after_touching_s3_keeps_exit_status_1(s3_env):
     assert "pure virtual method called" not in result.stderr
 
 
+def test_synthetic_shards_are_written_to_the_bucket(s3_env, tmp_path):
+    env, client = s3_env
+    result = subprocess.run(
+        [sys.executable, "-m", "mcnn_keras.cli.synthetic", f"--output_dir=s3://{BUCKET}/synth",
+         "--height=128", "--width=128", "--num_train=6", "--num_val=3", "--num_shards=2",
+         ], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert keys(client, "synth/") == [
+        "synth/train-00000-of-00002.tfrecord", "synth/train-00001-of-00002.tfrecord",
+        "synth/val-00000-of-00001.tfrecord"]
+    assert os.listdir(tmp_path) == []  # no local "s3:" folder
+
+
 def _train_command(model_dir, epochs):
     return [sys.executable, "-m", "mcnn_keras.cli.train",
             f"--train_files=s3://{BUCKET}/data/train-*.tfrecord",

@@ -10,10 +10,12 @@ Usage:
 
 import os
 
+from mcnn_keras import storage
+
 
 def resolve_user_path(path):
     """Returns `path` joined to $BUILD_WORKING_DIRECTORY if relative and set."""
     base = os.environ.get("BUILD_WORKING_DIRECTORY")
-    if path and base and not os.path.isabs(path) and "://" not in path:  # s3://, gs://
+    if path and base and not os.path.isabs(path) and not storage.is_remote(path):
         return os.path.join(base, path)
     return path
