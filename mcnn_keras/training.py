@@ -276,7 +276,8 @@ def _write_results(cfg, run, model, summary):
         history = callbacks.metrics_logger.read_metrics(run.out.metrics)
         summary["final"] = history[-1] if history else None
         plots.plot_training_curves(history, run.out.training_curves)
-    export.export_saved_model(model, run.out.export, cfg.data.class_name_list())
+    export.export_saved_model(model, run.out.export, cfg.data.class_name_list(),
+                              train_files=cfg.data.train_files)
     atomic.write_json_atomic(run.out.summary, summary)
 
 

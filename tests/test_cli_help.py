@@ -29,6 +29,8 @@ BINARIES = [
     ("mcnn-scaling-model", "scaling_model", ["nodes", "bandwidth_gbps", "dataset"]),
     ("mcnn-convert-images", "convert_images", ["index_csv", "channel_columns", "channel_order",
                                                "resize", "split"]),
+    ("mcnn-predict", "predict", ["saved_model", "inputs", "output_csv", "features_out",
+                                 "skip_bad", "normalization", "channel_columns"]),
     ("mcnn-profile", "profile", ["features", "output_dir", "aggregate", "normalize", "batch"]),
 ]
 NOISE = ("cuda", "cuInit", "oneDNN custom operations", "absl::InitializeLog",

@@ -1,4 +1,6 @@
-"""SavedModel export: reloaded in a fresh process it serves what Keras computes."""
+"""Export: reloaded in a fresh process it serves what Keras computes; its
+metadata (format 2) says how to read raw data; `features` is ip0's ReLU;
+`load_model` rebuilds it under any dtype policy."""
 
 import json
 import os
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import dataset, evaluation, export, training
+from mcnn_keras import config, dataset, evaluation, export, training
+from mcnn_keras.bbbc021 import preprocess
 from mcnn_keras.classes import MOA_CLASSES
+from mcnn_keras.model import build_model
 from mcnn_keras.run_dir import RunDir
 from cli_util import assert_one_line_error, run_binary
 from data_util import bars_split_dir, small_run_config
@@ -50,18 +54,41 @@ def test_reloaded_export_matches_the_keras_model(run_dir, tmp_path):
     assert names == [MOA_CLASSES[i] for i in expected.argmax(axis=1)]
 
 
-def test_saved_model_cli_shows_the_uint8_serving_signature(run_dir):
+def _signature_blocks(saved_model_cli_output):
+    """{signature name: its text} from `saved_model_cli show --all`."""
+    blocks, name = {}, None
+    for line in saved_model_cli_output.splitlines():
+        if line.startswith("signature_def['"):
+            name = line.split("'")[1]
+            blocks[name] = ""
+        elif name:
+            blocks[name] += line + "\n"
+    return blocks
+
+
+def test_saved_model_cli_shows_the_serving_and_features_signatures(run_dir):
     beside_python = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     cli = (beside_python if os.path.exists(beside_python) else shutil.which("saved_model_cli")
            or pytest.fail("saved_model_cli (installed with tensorflow) not found"))
     result = subprocess.run([cli, "show", "--all", "--dir", str(run_dir / "export")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    out = result.stdout
-    assert "signature_def['serving_default']" in out
-    assert "dtype: DT_UINT8" in out and "shape: (-1, 128, 128, 3)" in out
-    for name in ("probabilities", "class_ids", "class_names"):
-        assert f"outputs['{name}']" in out
+    blocks = _signature_blocks(result.stdout)
+    assert {"serving_default", "features"} <= set(blocks), result.stdout[-3000:]
+    expected = {"serving_default": {"probabilities": ("DT_FLOAT", "(-1, 13)"),
+                                    "class_ids": ("DT_INT64", "(-1)"),
+                                    "class_names": ("DT_STRING", "(-1)")},
+                "features": {"features": ("DT_FLOAT", "(-1, 512)"),
+                             "probabilities": ("DT_FLOAT", "(-1, 13)"),
+                             "class_ids": ("DT_INT64", "(-1)")}}
+    for name, outputs in expected.items():
+        inputs, _, rest = blocks[name].partition("The given SavedModel SignatureDef contains "
+                                                 "the following output(s):")
+        assert "inputs['images']" in inputs and "dtype: DT_UINT8" in inputs
+        assert "shape: (-1, 128, 128, 3)" in inputs
+        for output, (dtype, shape) in outputs.items():
+            text = rest.split(f"outputs['{output}'] tensor_info:")[1].split("outputs[")[0]
+            assert f"dtype: {dtype}" in text and f"shape: {shape}" in text, (output, text)
 
 
 def test_export_binary_rewrites_the_export_from_the_latest_checkpoint(run_dir, tmp_path):
@@ -70,6 +97,8 @@ def test_export_binary_rewrites_the_export_from_the_latest_checkpoint(run_dir, t
         [sys.executable, "-m", "mcnn_keras.cli.export", f"--model_dir={run_dir}",
          f"--export_dir={target}"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "normalization: none (no normalization.json beside the training shards" in (
+        result.stdout)
     a = evaluation.saved_model_predictor(str(run_dir / "export"))
     b = evaluation.saved_model_predictor(str(target))
     images = np.full((2, 128, 128, 3), 77, np.uint8)
@@ -138,3 +167,215 @@ def test_evaluate_binary_reports_top1_confusion_and_per_treatment(run_dir):
     served = evaluation.evaluate(evaluation.saved_model_predictor(str(run_dir / "export")),
                                  files, str(run_dir / "eval_served"), MOA_CLASSES)
     assert served["top1"] == pytest.approx(report["top1"])
+
+
+# --- Metadata (format 2) ----------------------------------------------------------
+
+def test_metadata_v2_records_input_padding_channels_and_no_normalization(run_dir):
+    path = run_dir / "export"
+    info = export.read_export_info(path)
+    assert info == json.loads((path / export.MARKER).read_text())
+    assert info["format_version"] == 2 and info["class_names"] == list(MOA_CLASSES)
+    assert (info["height"], info["width"], info["num_classes"]) == (128, 128, 13)
+    assert info["input"] == {"name": "images", "dtype": "uint8", "shape": [None, 128, 128, 3],
+                             "scaling": "x / 255 inside the model (layer 'scale')"}
+    assert (info["padding"]["padded_height"], info["padding"]["padded_width"]) == (128, 128)
+    assert info["padding"]["padded_sizes"] == {"724": 768}
+    assert info["channels"] == ["DAPI", "Tubulin", "Actin"]
+    assert info["channels_from"] == export.DEFAULT_CHANNELS_FROM
+    # Bars shards were not written by the converter: no statistics, and why.
+    assert info["normalization"] is None and export.load_statistics(path) is None
+    assert "no normalization.json beside the training shards" in info["normalization_missing"]
+    assert not (path / export.PREPROCESSING).exists()
+    assert set(info["normalization_modes"]) == {"training", "plate", "image"}
+    assert set(info["signatures"]) == {"serving_default", "features"}
+    assert info["feature_dim"] == 512 and info["onnx"] is None
+
+
+def test_724_inputs_record_their_padded_size():
+    info = export.build_info(724, 724, MOA_CLASSES)
+    assert (info["padding"]["padded_height"], info["padding"]["padded_width"]) == (768, 768)
+    assert info["input"]["shape"] == [None, 724, 724, 3]
+
+
+def _write_v1_export(model, path, class_names):
+    """An export as format 1 wrote it (keras.export.ExportArchive, the old marker)."""
+    import keras  # pylint: disable=import-outside-toplevel
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda images: {
+        "probabilities": tf.nn.softmax(model(images, training=False))},
+        input_signature=[tf.TensorSpec([None, 128, 128, 3], tf.uint8, name="images")])
+    archive.write_out(str(path), verbose=False)
+    (path / export.MARKER).write_text(json.dumps({
+        "format_version": 1, "class_names": list(class_names), "height": 128, "width": 128,
+        "num_classes": len(class_names), "input": "uint8 images [N, height, width, 3]"}))
+
+
+def test_format_1_exports_still_read_and_load(run_dir, tmp_path):
+    model, _, _ = RunDir(str(run_dir)).restore_model()
+    _write_v1_export(model, tmp_path / "v1", MOA_CLASSES)
+    info = export.read_export_info(tmp_path / "v1")
+    assert info["format_version"] == 1 and info["class_names"] == list(MOA_CLASSES)
+    assert info["channels"] == ["DAPI", "Tubulin", "Actin"] and info["normalization"] is None
+    assert set(info["signatures"]) == {"serving_default"}
+    assert export.load_statistics(tmp_path / "v1") is None
+    images = np.random.default_rng(1).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
+    loaded = export.load_model(str(tmp_path / "v1"))
+    np.testing.assert_array_equal(loaded(images).numpy(), model(images).numpy())
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "no_marker", "garbage", "future",
+                                  "no_class_names", "no_saved_model"])
+def test_read_export_info_names_what_is_not_an_export(kind, run_dir, tmp_path):
+    path = tmp_path / "export"
+    if kind == "file":
+        path.write_text("not an export")
+    elif kind != "missing":
+        shutil.copytree(run_dir / "export", path)
+        marker = path / export.MARKER
+        info = json.loads(marker.read_text())
+        if kind == "no_marker":
+            marker.unlink()
+        elif kind == "garbage":
+            marker.write_bytes(b"\xff{ not json")
+        elif kind == "future":
+            marker.write_text(json.dumps({**info, "format_version": 99}))
+        elif kind == "no_class_names":
+            marker.write_text(json.dumps({k: v for k, v in info.items() if k != "class_names"}))
+        else:
+            (path / "saved_model.pb").unlink()
+    says = {"missing": "no such export directory", "file": "is a file, not an export",
+            "no_marker": "is not an export of mcnn-keras (no mcnn_export.json",
+            "garbage": "unreadable", "future": "format_version 99 is not one this",
+            "no_class_names": "'class_names' missing",
+            "no_saved_model": "no saved_model.pb"}[kind]
+    for function in (export.read_export_info, export.load_statistics, export.load_model):
+        with pytest.raises(FileNotFoundError if kind == "missing" else ValueError) as e:
+            function(str(path))
+        assert str(path) in str(e.value) and says in str(e.value)
+        assert "\n" not in str(e.value)
+
+
+# --- The features signature and load_model --------------------------------------------
+
+def test_features_signature_is_the_relu_of_the_first_dense_layer(run_dir):
+    import keras  # pylint: disable=import-outside-toplevel
+    model, _, _ = RunDir(str(run_dir)).restore_model()
+    images = np.random.default_rng(2).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    served = tf.saved_model.load(str(run_dir / "export"))
+    out = served.signatures["features"](images=tf.constant(images))
+    assert out["features"].dtype == tf.float32 and out["features"].shape == (3, 512)
+    flat = keras.Model(model.input, model.get_layer("flatten").output)(images).numpy()
+    kernel, bias = model.get_layer("ip0").get_weights()
+    expected = np.maximum(flat.astype(np.float64) @ kernel + bias, 0.0)
+    np.testing.assert_allclose(out["features"].numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert (expected == 0).any() and (expected > 0).any()  # the ReLU is applied
+    default = served.signatures["serving_default"](images=tf.constant(images))
+    np.testing.assert_array_equal(out["probabilities"].numpy(), default["probabilities"].numpy())
+    np.testing.assert_array_equal(out["class_ids"].numpy(), default["class_ids"].numpy())
+
+
+def test_load_model_fp32_equals_the_saved_model_and_bf16_is_close(run_dir):
+    path = str(run_dir / "export")
+    images = np.random.default_rng(3).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+    served = tf.saved_model.load(path).signatures["features"](images=tf.constant(images))
+    fp32 = export.load_model(path)
+    assert fp32.get_layer("ip0").compute_dtype == "float32"
+    np.testing.assert_allclose(tf.nn.softmax(fp32(images)).numpy(),
+                               served["probabilities"].numpy(), rtol=1e-5, atol=1e-7)
+    features = export.features_model(fp32)(images)["features"].numpy()
+    np.testing.assert_allclose(features, served["features"].numpy(), rtol=1e-5, atol=1e-5)
+    bf16 = export.load_model(path, dtype_policy="mixed_bfloat16")
+    assert bf16.get_layer("s1_conv1").compute_dtype == "bfloat16"
+    assert bf16.get_layer("ip0").compute_dtype == "bfloat16"
+    probabilities = tf.nn.softmax(tf.cast(bf16(images), tf.float32)).numpy()
+    np.testing.assert_allclose(probabilities, served["probabilities"].numpy(), atol=0.03)
+    bf16_features = tf.cast(export.features_model(bf16)(images)["features"], tf.float32)
+    np.testing.assert_allclose(bf16_features.numpy(), served["features"].numpy(), rtol=0.05,
+                               atol=0.05 * float(np.abs(served["features"].numpy()).max()))
+
+
+def test_the_saved_model_holds_each_weight_once(run_dir):
+    model, _, _ = RunDir(str(run_dir)).restore_model()
+    weight_bytes = sum(w.numpy().nbytes for w in model.weights)
+    data = [f for f in os.listdir(run_dir / "export" / "variables") if ".data-" in f]
+    stored = sum(os.path.getsize(run_dir / "export" / "variables" / f) for f in data)
+    assert weight_bytes <= stored < 1.1 * weight_bytes  # keras' ExportArchive: 2x
+
+
+# --- The converter's statistics ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The BBBC021 fixture converted with one fold per plate: the statistics sit in
+    the output directory, the shards in fold-00/ and fold-01/."""
+    from mcnn_keras.bbbc021 import convert, fixture  # pylint: disable=import-outside-toplevel
+    root = tmp_path_factory.mktemp("bbbc021")
+    fixture.write_fixture(str(root), 128, 128, plates=2, sites=1, compounds_per_class=1,
+                          seed=0, progress=False)
+    data = tmp_path_factory.mktemp("converted")
+    convert.convert(convert.ConvertOptions(str(root), str(data), height=128, width=128,
+                                           split="plate", fold="all", num_shards=1),
+                    progress=False)
+    return data
+
+
+@pytest.fixture(scope="module")
+def converted_run(converted, tmp_path_factory):
+    run = tmp_path_factory.mktemp("converted_run")
+    training.train(config.TrainConfig.from_flat(dict(
+        train_files=str(converted / "fold-00" / "train-*.tfrecord"),
+        val_files=str(converted / "fold-00" / "val-*.tfrecord"), model_dir=str(run),
+        height=128, width=128, batch_size=4, epochs=1, warmup_epochs=0.5, base_lr=0.01,
+        verbose=0, tensorboard=False, seed=1)))
+    return run
+
+
+def test_training_exports_the_converters_statistics(converted, converted_run):
+    path = converted_run / "export"
+    info = export.read_export_info(path)
+    saved = json.loads((converted / preprocess.STATS_JSON).read_text())
+    norm = info["normalization"]
+    assert norm["source"] == str(converted) and norm["directory"] == export.PREPROCESSING
+    assert norm["plates"] == sorted(saved["plates"]) and len(norm["plates"]) == 2
+    assert norm["sigma"] == saved["sigma"] and info["normalization_missing"] is None
+    assert info["channels"] == saved["channels"] == norm["channels"]
+    assert info["channels_from"] == str(converted / preprocess.STATS_JSON)
+    for name in (preprocess.STATS_JSON, preprocess.MAPS_NPZ):
+        assert (path / export.PREPROCESSING / name).read_bytes() == (
+            converted / name).read_bytes()
+    stats, expected = export.load_statistics(path), preprocess.load_statistics(str(converted))
+    assert sorted(stats) == sorted(expected)
+    for plate, plate_stats in expected.items():
+        for field in ("lowres_map", "floor", "low", "high"):
+            np.testing.assert_array_equal(getattr(stats[plate], field),
+                                          getattr(plate_stats, field))
+        assert stats[plate].block == plate_stats.block
+
+
+def test_statistics_beside_the_shards_several_sources_and_damaged_files(converted, tmp_path):
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    for shard in (converted / "fold-00").glob("train-*.tfrecord"):
+        shutil.copy(shard, beside)
+    for name in (preprocess.STATS_JSON, preprocess.MAPS_NPZ):
+        shutil.copy(converted / name, beside)
+    shards = str(beside / "train-*.tfrecord")
+    assert export.find_training_statistics(shards) == ([str(beside)], str(beside), None)
+    folds = str(converted / "fold-01" / "train-*.tfrecord")
+    assert export.find_training_statistics(folds)[1:] == (str(converted), None)
+    _, source, why = export.find_training_statistics(f"{shards},{folds}")
+    assert source is None and "several conversions" in why
+    _, source, why = export.find_training_statistics(str(tmp_path / "none-*.tfrecord"))
+    assert source is None and "no files match" in why
+
+    # Damaged statistics: the export (at the end of a long run) is still written,
+    # and says why it records no normalisation.
+    (beside / preprocess.MAPS_NPZ).write_bytes(b"not a zip")
+    info = export.export_saved_model(build_model(128, 128), str(tmp_path / "export"),
+                                     MOA_CLASSES, train_files=shards)
+    assert info["normalization"] is None and "unreadable statistics" in (
+        info["normalization_missing"])
+    assert export.read_export_info(tmp_path / "export") == info
+    assert not (tmp_path / "export" / export.PREPROCESSING).exists()

@@ -23,6 +23,7 @@ EXPECTED_SCRIPTS = {
     "mcnn-ttt": "mcnn_keras.cli.ttt:run",
     "mcnn-bench": "mcnn_keras.cli.bench:run",
     "mcnn-profile": "mcnn_keras.cli.profile:run",
+    "mcnn-predict": "mcnn_keras.cli.predict:run",
     "mcnn-convert-images": "mcnn_keras.cli.convert_images:run",
 }
 

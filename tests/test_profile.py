@@ -327,3 +327,28 @@ def test_nothing_to_query_gives_nulls_with_reasons(tmp_path, fields):
     assert s["num_treatments"] == len(fields) and s["num_queries"] == 0
     assert json.loads((tmp_path / "metrics.json").read_text())["nsc_accuracy"] is None
     assert len(features_table.read_table(tmp_path / "profiles.parquet").features) == len(fields)
+
+
+@pytest.mark.slow
+def test_profiles_of_a_trained_model_find_the_moa_well_above_chance(testdata_dir, tmp_path):
+    # The check, with the real binaries: a short demo-recipe run on
+    # the bundled synthetic set (13 classes, 2-4 compounds each), its export's
+    # features of the validation fields, then NSC 1-NN over the treatments.
+    run, features = tmp_path / "run", tmp_path / "fields.parquet"
+    data = f"{testdata_dir}/synthetic"
+    trained = run_binary("mcnn_keras.cli.train", f"--train_files={data}/train-*.tfrecord",
+                         f"--val_files={data}/val-*.tfrecord", f"--model_dir={run}",
+                         "--epochs=12", "--batch_size=8", "--base_lr=0.02",
+                         "--warmup_start_lr=0.002", "--warmup_epochs=2", "--end_lr=0.0002",
+                         "--augment", "--verbose=2", "--notensorboard", timeout=900)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    predicted = run_binary("mcnn_keras.cli.predict", f"--saved_model={run}/export",
+                           f"--inputs={data}/val-*.tfrecord",
+                           f"--output_csv={tmp_path}/p.csv", f"--features_out={features}",
+                           "--noprogress", timeout=600)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    result = profile.evaluate(str(features))
+    summary = result["summary"]
+    chance = 1 / 12  # 12 MoAs besides DMSO
+    assert summary["nsc_queries"] >= 40, summary
+    assert summary["nsc_accuracy"] > 4 * chance, summary

@@ -23,7 +23,7 @@ fi
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 MCNN_VENV="${MCNN_VENV:-.venv}"
-MCNN_EXTRAS="${MCNN_EXTRAS:-test}"
+MCNN_EXTRAS="${MCNN_EXTRAS:-test,onnx}"
 
 # Runs a command as root: directly when root, through sudo when available.
 as_root() {

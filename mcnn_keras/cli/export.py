@@ -1,11 +1,17 @@
 r"""mcnn-export: (re)writes <model_dir>/export/ from the run's latest checkpoint.
 
     mcnn-export --model_dir=runs/demo
+    mcnn-export --model_dir=runs/demo --format=onnx     # + runs/demo/export/model.onnx
     saved_model_cli show --all --dir runs/demo/export
 
-The SavedModel's serving_default takes uint8 `images` [N, H, W, 3] and returns
-`probabilities`, `class_ids` and `class_names`. An existing --export_dir is
-replaced only if it is an export of this project (it holds mcnn_export.json).
+The SavedModel's `serving_default` takes uint8 `images` [N, H, W, 3] and
+returns `probabilities`, `class_ids` and `class_names`; its `features`
+signature returns the 512-d `features` too. mcnn_export.json records the input
+size, channel order and the training data's normalisation (copied to
+preprocessing/ when the run's training shards came from the converter).
+--format=onnx also writes model.onnx (needs the `onnx` extra). An existing
+--export_dir is replaced only if it is an export of this project (it holds
+mcnn_export.json), and only by a complete new one.
 """
 
 
@@ -14,17 +20,28 @@ from absl import flags
 from mcnn_keras.cli import common
 from mcnn_keras.cli.paths import resolve_user_path
 
+FORMATS = ("saved_model", "onnx")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training run whose checkpoint to export.")
 flags.DEFINE_string("checkpoint", "", "A specific checkpoint prefix instead of the latest.")
 flags.DEFINE_string("export_dir", "", "Where to write; default <model_dir>/export.")
+flags.DEFINE_enum("format", "saved_model", FORMATS,
+                  "saved_model: the SavedModel; onnx: the SavedModel and model.onnx "
+                  "(pip install 'mcnn-keras[onnx]').")
 flags.mark_flag_as_required("model_dir")
 
 
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import export, run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import export, export_onnx, run_dir  # pylint: disable=import-outside-toplevel
+    onnx = FLAGS.format == "onnx"
+    if onnx:
+        try:
+            export_onnx.require_onnx()  # before any work
+        except ValueError as e:
+            raise ValueError(f"--format=onnx: {e}") from None
     run = run_dir.RunDir(resolve_user_path(FLAGS.model_dir))
     path = resolve_user_path(FLAGS.export_dir) or run.export
     try:
@@ -32,8 +49,12 @@ def main(argv):
     except ValueError as e:
         raise ValueError(f"--export_dir={path}: {e}") from None
     model, cfg, checkpoint = run.restore_model(resolve_user_path(FLAGS.checkpoint) or None)
-    export.export_saved_model(model, path, cfg.data.class_name_list())
-    print(f"exported {checkpoint} to {path}")
+    info = export.export_saved_model(model, path, cfg.data.class_name_list(),
+                                     train_files=cfg.data.train_files, onnx=onnx)
+    normalization = info["normalization"]
+    print(f"exported {checkpoint} to {path}" + (f" (+ {export_onnx.ONNX_FILE})" if onnx else ""))
+    print(f"normalization: {len(normalization['plates'])} plates from {normalization['source']}"
+          if normalization else f"normalization: none ({info['normalization_missing']})")
 
 
 def run():
