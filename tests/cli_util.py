@@ -44,3 +44,18 @@ def tree_digest(directory):
     """{relative path: sha256} of every file under `directory`."""
     return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def defined_flags(module):
+    """({flag: default} of every flag the project's modules define once binary
+    `module` is imported, whether TensorFlow got imported), in a fresh process
+    (several binaries define flags of the same name)."""
+    import json  # pylint: disable=import-outside-toplevel
+    code = ("import importlib, json, sys; from absl import flags; "
+            f"importlib.import_module({module!r}); "
+            "print(json.dumps([{f.name: f.default for m, fs in "
+            "flags.FLAGS.flags_by_module_dict().items() if m.startswith('mcnn_keras') "
+            "for f in fs}, 'tensorflow' in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    return tuple(json.loads(result.stdout))

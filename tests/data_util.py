@@ -61,3 +61,12 @@ def checkpoint_weights(model_dir):
     reader = tf.train.load_checkpoint(path)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
             if name.split("/")[0] not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter")}
+
+
+def one_epoch_run(tmp_path_factory, num_train, num_val, train_shards):
+    """A run directory trained for one epoch on bars data (its export written)."""
+    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
+    data = bars_split_dir(tmp_path_factory.mktemp("bars"), num_train, num_val, train_shards)
+    run = tmp_path_factory.mktemp("run")
+    training.train(small_run_config(data, run, epochs=1, tensorboard=False))
+    return run

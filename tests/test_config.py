@@ -2,12 +2,11 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 from absl import flags
 import pytest
 
+from cli_util import defined_flags
 from mcnn_keras import config, run_dir
 from mcnn_keras.bbbc021.options import ConvertOptions
 from mcnn_keras.cli import config_flags
@@ -30,13 +29,7 @@ def test_every_train_field_has_a_flag_and_every_flag_a_field():
 
 
 def test_every_conversion_option_has_a_flag_and_every_flag_an_option():
-    # Its own process: mcnn-convert-bbbc021 and mcnn-train both have --height.
-    code = ("import json; from absl import flags; from mcnn_keras.cli import convert_bbbc021 "
-            "as m; print(json.dumps({f.name: f.default for f in "
-            "flags.FLAGS.get_flags_for_module(m.__name__)}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
-    defined = json.loads(result.stdout)
+    defined, _ = defined_flags("mcnn_keras.cli.convert_bbbc021")
     options = {f.name for f in dataclasses.fields(ConvertOptions)}
     assert set(defined) == options | {"progress"}
     assert defined["bbbc021_dir"] is None  # required: no silent default

@@ -12,8 +12,6 @@ import dataclasses
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,7 +23,7 @@ from mcnn_keras.bbbc021 import convert as bbbc021_convert
 from mcnn_keras.bbbc021 import fixture, metadata
 from mcnn_keras.conversion import convert_images, fields, images, normalization
 from mcnn_keras.conversion.field import FieldOfView
-from cli_util import assert_one_line_error, run_binary
+from cli_util import assert_one_line_error, defined_flags, run_binary
 
 SIZE = 128
 SPLIT = dict(height=SIZE, width=SIZE, num_shards=2, split="loco", fold="1", seed=2)
@@ -398,13 +396,7 @@ def test_an_interrupted_conversion_resumes(bbbc021, table, tmp_path):
 
 
 def test_every_option_has_a_flag_and_help_needs_no_tensorflow():
-    # Its own process: the flags of several binaries share names.
-    code = ("import json, sys; from absl import flags; from mcnn_keras.cli import "
-            "convert_images as m; print(json.dumps([sorted(f.name for f in flags.FLAGS."
-            "get_flags_for_module(m.__name__)), 'tensorflow' in sys.modules]))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
-    names, imported_tensorflow = json.loads(result.stdout)
+    names, imported_tensorflow = defined_flags("mcnn_keras.cli.convert_images")
     options = {f.name for f in dataclasses.fields(convert_images.ImagesOptions)}
     assert set(names) == options | {"progress"} and not imported_tensorflow
     shared = {f.name for f in dataclasses.fields(bbbc021_convert.ConvertOptions)}

@@ -18,7 +18,7 @@ from mcnn_keras.classes import MOA_CLASSES
 from mcnn_keras.model import build_model
 from mcnn_keras.run_dir import RunDir
 from cli_util import assert_one_line_error, run_binary
-from data_util import bars_split_dir, small_run_config
+from data_util import one_epoch_run
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +33,7 @@ print(",".join(n.decode() for n in out["class_names"].numpy()))
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    data = bars_split_dir(tmp_path_factory.mktemp("bars"), 52, 26, train_shards=2)
-    run = tmp_path_factory.mktemp("run")
-    training.train(small_run_config(data, run, epochs=1, tensorboard=False))
-    return run
+    return one_epoch_run(tmp_path_factory, 52, 26, train_shards=2)
 
 
 def test_reloaded_export_matches_the_keras_model(run_dir, tmp_path):

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from mcnn_keras import export, export_onnx, training
+from mcnn_keras import export, export_onnx
 from mcnn_keras.classes import MOA_CLASSES
 from mcnn_keras.run_dir import RunDir
 from cli_util import assert_one_line_error, run_binary, tree_digest
-from data_util import bars_split_dir, small_run_config
+from data_util import one_epoch_run
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +30,7 @@ export.run()
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A briefly trained 128 x 128 run (its export is written at the end)."""
-    data = bars_split_dir(tmp_path_factory.mktemp("bars"), 16, 8, train_shards=1)
-    run = tmp_path_factory.mktemp("run")
-    training.train(small_run_config(data, run, epochs=1, tensorboard=False))
-    return run
+    return one_epoch_run(tmp_path_factory, 16, 8, train_shards=1)
 
 
 def test_without_the_extra_the_binary_fails_in_one_line_before_any_work(run_dir):

@@ -13,37 +13,20 @@ shards to object storage afterwards). The same job as mcnn-convert-images,
 after BBBC021's CSV join.
 """
 
-import sys
+from mcnn_keras.bbbc021.options import ConvertOptions
+from mcnn_keras.cli import common, config_flags, conversion
 
-from absl import flags
-
-from mcnn_keras.bbbc021.options import ConvertOptions, check_local
-from mcnn_keras.cli import common, config_flags
-from mcnn_keras.cli.paths import resolve_user_path
-
-FLAGS = flags.FLAGS
 SECTIONS = config_flags.define_sections({"conversion": ConvertOptions})
-flags.DEFINE_boolean("progress", True, "Show tqdm progress bars.")
 INPUT_OUTPUT = ["bbbc021_dir", "output_dir"]
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import run_dir  # pylint: disable=import-outside-toplevel
+def _convert():
     from mcnn_keras.bbbc021 import convert  # pylint: disable=import-outside-toplevel
-    values = config_flags.values(SECTIONS)
-    check_local(bbbc021_dir=values["bbbc021_dir"], output_dir=values["output_dir"])
-    if values["output_dir"]:  # a file or a read-only place: one line naming the flag
-        run_dir.make_output_dir(resolve_user_path(values["output_dir"]), "output_dir")
-    options = ConvertOptions(**{**values,
-                                "bbbc021_dir": resolve_user_path(values["bbbc021_dir"]),
-                                "output_dir": resolve_user_path(values["output_dir"])})
-    recorded = {**values, "progress": FLAGS.progress}
-    manifest = convert.convert(options, flags=recorded, progress=FLAGS.progress)
-    counts = manifest["counts"]
-    print(f"converted {sum(counts['per_class'].values())} fields of view "
-          f"({counts['skipped_fields']} skipped) to {options.output_dir}", file=sys.stderr)
+    return convert.convert
+
+
+def main(argv):
+    conversion.run_conversion(argv, SECTIONS, ConvertOptions, "bbbc021_dir", _convert)
 
 
 def run():

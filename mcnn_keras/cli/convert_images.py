@@ -18,41 +18,23 @@ mcnn-convert-bbbc021.
 """
 
 import dataclasses
-import sys
 
-from absl import flags
+from mcnn_keras.cli import common, config_flags, conversion
+from mcnn_keras.conversion.options import IndexOptions, ImagesOptions, SharedOptions
 
-from mcnn_keras.cli import common, config_flags
-from mcnn_keras.cli.paths import resolve_user_path
-from mcnn_keras.conversion.options import (IndexOptions, ImagesOptions, SharedOptions,
-                                           check_local)
-
-FLAGS = flags.FLAGS
 SECTIONS = config_flags.define_sections({"conversion": ImagesOptions})
-flags.DEFINE_boolean("progress", True, "Show tqdm progress bars.")
 INPUT = ["index_csv", "output_dir"]
 INDEX = [f.name for f in dataclasses.fields(IndexOptions)] + ["control_class"]
 SHARED = [f.name for f in dataclasses.fields(SharedOptions)]
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import run_dir  # pylint: disable=import-outside-toplevel
+def _convert():
     from mcnn_keras.conversion import convert_images  # pylint: disable=import-outside-toplevel
-    values = config_flags.values(SECTIONS)
-    check_local(index_csv=values["index_csv"], output_dir=values["output_dir"])
-    if values["output_dir"]:  # a file or a read-only place: one line naming the flag
-        run_dir.make_output_dir(resolve_user_path(values["output_dir"]), "output_dir")
-    options = ImagesOptions(**{**values,
-                               "index_csv": resolve_user_path(values["index_csv"]),
-                               "output_dir": resolve_user_path(values["output_dir"])})
-    recorded = {**values, "progress": FLAGS.progress}
-    manifest = convert_images.convert(options, flags=recorded, progress=FLAGS.progress)
-    counts = manifest["counts"]
-    print(f"converted {sum(counts['per_class'].values())} fields of view "
-          f"({counts['skipped_fields']} skipped, {counts['unlabelled_rows']} unlabelled) "
-          f"to {options.output_dir}", file=sys.stderr)
+    return convert_images.convert
+
+
+def main(argv):
+    conversion.run_conversion(argv, SECTIONS, ImagesOptions, "index_csv", _convert)
 
 
 def run():
