@@ -106,9 +106,8 @@ def test_stream_is_deterministic_reshuffled_per_epoch_and_resumable(files):
 
 
 def test_stream_is_the_epochs_one_after_the_other(files):
-    # The stream opens the next epoch early (to fill its shuffle buffer while
-    # this one trains); the batches must be those of the epochs in sequence,
-    # as before that change, so that old checkpoints resume on the same data.
+    # The batches are those of `epoch_batches`, epoch after epoch, the same
+    # as before it existed, so that old checkpoints resume on the same data.
     # 5 steps per epoch, 3 planned epochs: past them the last one repeats; a
     # run resumed at step 7 starts with the rest of epoch 1. (Global seed 0:
     # the seeds TensorFlow handles differently, as mcnn-train's default.)
