@@ -154,7 +154,7 @@ def _copy_statistics(source, target):
     return {"method": "illumination map per plate x channel (blurred mean image, floored), "
                       "then the 0.1st..99.9th percentiles to 0..255 (bbbc021/preprocess.py)",
             "directory": PREPROCESSING, "files": files,
-            "source": source if storage.is_remote(source) else os.path.abspath(source),
+            "source": storage.absolute(source),
             "plates": plates, "sigma": summary.get("sigma"),
             "channels": summary.get("channels")}
 
@@ -319,6 +319,16 @@ def _upgrade_v1(info):
     return {**v2, "format_version": 1}
 
 
+def _file_system(path):
+    """(exists, isdir, open) for `path`: os for local paths, tf.io.gfile for
+    object storage (tensorflow-io's plugin loaded first, or one line why not)."""
+    if not storage.is_remote(path):
+        return os.path.exists, os.path.isdir, open
+    storage.require_filesystem(path)
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.io.gfile.exists, tf.io.gfile.isdir, tf.io.gfile.GFile
+
+
 def read_export_info(path):
     """The validated `MARKER` of the export at `path`, as a version-2 dict.
 
@@ -327,15 +337,16 @@ def read_export_info(path):
     """
     path = os.fspath(path)
     marker = os.path.join(path, MARKER)
-    if not os.path.exists(path):
+    exists, isdir, open_file = _file_system(path)
+    if not exists(path):
         raise FileNotFoundError(f"{path}: no such export directory")
-    if not os.path.isdir(path):
+    if not isdir(path):
         raise ValueError(f"{path} is a file, not an export directory of mcnn-keras")
-    if not os.path.exists(marker):
+    if not exists(marker):
         raise ValueError(f"{path} is not an export of mcnn-keras (no {MARKER}; "
                          f"re-export it with mcnn-export)")
     try:
-        with open(marker) as f:
+        with open_file(marker) as f:
             info = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{marker}: unreadable ({str(e).splitlines()[0]})") from None
@@ -350,7 +361,7 @@ def read_export_info(path):
     if len(info["class_names"]) != info["num_classes"]:
         raise ValueError(f"{marker}: {len(info['class_names'])} class_names for "
                          f"num_classes {info['num_classes']}")
-    if not os.path.exists(os.path.join(path, "saved_model.pb")):
+    if not exists(os.path.join(path, "saved_model.pb")):
         raise ValueError(f"{path}: has {MARKER} but no saved_model.pb (incomplete export)")
     return _upgrade_v1(info) if info["format_version"] == 1 else info
 

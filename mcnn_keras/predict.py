@@ -31,7 +31,7 @@ import time
 import numpy as np
 import tqdm
 
-from mcnn_keras import atomic, export, features_table, treatments
+from mcnn_keras import atomic, export, features_table, storage, treatments
 from mcnn_keras import predict_inputs as inputs
 from mcnn_keras.predict_normalize import FieldNormalizer
 from mcnn_keras.predict_options import PredictOptions, check_options  # pylint: disable=unused-import
@@ -234,6 +234,9 @@ def _features_rows(fields, probabilities, class_names):
 
 def check_output_path(path, flag, input_files=()):
     """ValueError naming `--flag` unless `path` may be (re)written by a successful run."""
+    if storage.is_remote(path):  # written once complete (atomic.py); the store decides
+        storage.require_filesystem(path)
+        return
     if os.path.isdir(path):
         raise ValueError(f"--{flag}={path}: is a directory")
     if os.path.exists(path) and any(os.path.samefile(path, f) for f in input_files
@@ -290,7 +293,7 @@ def predict(options):
     mode, total, batches = _batches(kind, files, model, options, skipper, progress)
     all_probabilities, predicted = [], []
     features_out = (features_table.FeaturesWriter(
-        options.features_out, extra={"saved_model": os.path.abspath(options.saved_model),
+        options.features_out, extra={"saved_model": storage.absolute(options.saved_model),
                                      "layer": export.FEATURES_LAYER, "normalization": mode,
                                      "dtype": options.dtype})
         if options.features_out else contextlib.nullcontext())

@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from mcnn_keras import atomic
+from mcnn_keras import atomic, storage
 from mcnn_keras.bbbc021 import metadata
 from mcnn_keras.conversion import fields as conversion_fields
 from mcnn_keras.conversion import images
@@ -65,6 +65,15 @@ def _expand(patterns):
     """Sorted files matching comma-separated globs; ValueError naming an empty pattern."""
     files = []
     for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
+        if storage.is_remote(pattern):  # s3://, gs://: objects, listed by tf.io.gfile
+            storage.require_filesystem(pattern)
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            matches = sorted(m for m in tf.io.gfile.glob(pattern)
+                             if not atomic.is_temporary(os.path.basename(m)))
+            if not matches:
+                raise ValueError(f"--inputs: no files match {pattern!r}")
+            files += matches
+            continue
         matches = sorted(m for m in glob.glob(os.path.expanduser(pattern))
                          if os.path.isfile(m) and not atomic.is_temporary(os.path.basename(m)))
         if not matches:
@@ -80,8 +89,16 @@ def _expand(patterns):
 def _sniff(path):
     """`images` or `tfrecords` from the first bytes of `path`, else None."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
+        if storage.is_remote(path):
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            try:
+                with tf.io.gfile.GFile(path, "rb") as f:
+                    head = f.read(8)
+            except tf.errors.OpError as e:
+                raise ValueError(f"{path}: cannot read ({e.message})") from None
+        else:
+            with open(path, "rb") as f:
+                head = f.read(8)
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     if head == _PNG_MAGIC or head[:4] in _TIFF_MAGICS:

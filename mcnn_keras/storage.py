@@ -30,6 +30,7 @@ Usage:
 """
 
 import logging
+import os
 import re
 import sys
 import warnings
@@ -56,6 +57,11 @@ def is_remote(path):
     """Whether `path` is a URL (s3://, gs://, ...): read and written through
     tf.io.gfile, never with os calls (which would make a local `s3:` folder)."""
     return bool(scheme(path))
+
+
+def absolute(path):
+    """`path` made absolute if local; a URL as it is."""
+    return path if is_remote(path) else os.path.abspath(path)
 
 
 def _paths(paths):

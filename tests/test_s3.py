@@ -229,3 +229,16 @@ def test_train_killed_resumes_from_the_bucket_then_evaluate_and_export_load(s3_e
     result = serve(images=tf.constant(np.zeros((2, 128, 128, 3), np.uint8)))
     assert result["probabilities"].shape == (2, 13)
     np.testing.assert_allclose(result["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-4)
+
+    # 5. mcnn-predict reads the export and the shards from the bucket and writes there.
+    predicted = subprocess.run(
+        [sys.executable, "-m", "mcnn_keras.cli.predict", f"--saved_model={model_dir}/export",
+         f"--inputs=s3://{BUCKET}/data/val-*.tfrecord",
+         f"--output_csv=s3://{BUCKET}/predicted/p.csv",
+         f"--features_out=s3://{BUCKET}/predicted/f.parquet", "--noprogress"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert json.loads(predicted.stdout.strip().splitlines()[-1])["fields"] == 26
+    assert keys(client, "predicted/") == ["predicted/f.parquet", "predicted/p.csv"]
+    rows = client.get_object(Bucket=BUCKET, Key="predicted/p.csv")["Body"].read().decode()
+    assert len(rows.strip().splitlines()) == 1 + 26

@@ -27,12 +27,13 @@ normalisation can be applied at inference (`load_statistics`).
 """
 
 import dataclasses
+import io
 import json
 import os
 
 import numpy as np
 
-from mcnn_keras import atomic
+from mcnn_keras import atomic, storage
 
 FLOOR_PERCENTILE = 0.02
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.1, 99.9
@@ -229,9 +230,16 @@ def save_statistics(directory, stats_by_plate, sigma, extra=None, channels=BBBC0
 
 def load_statistics(directory):
     """{plate: PlateStats} saved by `save_statistics` (for inference on new fields)."""
-    with open(os.path.join(directory, STATS_JSON)) as f:
-        summary = json.load(f)
-    maps = np.load(os.path.join(directory, summary["maps_file"]))
+    if storage.is_remote(directory):  # an export on object storage
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        with tf.io.gfile.GFile(os.path.join(directory, STATS_JSON)) as f:
+            summary = json.load(f)
+        with tf.io.gfile.GFile(os.path.join(directory, summary["maps_file"]), "rb") as f:
+            maps = np.load(io.BytesIO(f.read()))
+    else:
+        with open(os.path.join(directory, STATS_JSON)) as f:
+            summary = json.load(f)
+        maps = np.load(os.path.join(directory, summary["maps_file"]))
     return {plate: PlateStats(maps[plate], s["block"], np.asarray(s["floor"]),
                               np.asarray(s["low"]), np.asarray(s["high"]))
             for plate, s in summary["plates"].items()}
