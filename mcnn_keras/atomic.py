@@ -154,6 +154,34 @@ def _upload_tree(local, path):
         gfile.copy(os.path.join(local, name), f"{path}/{name}", overwrite=True)
 
 
+def upload_new_files(local, path, last=()):
+    """Copies the files of the local tree `local` into the remote directory
+    `path`; returns how many were copied.
+
+    Each object is written once, complete (one copy). Objects already there
+    with the same size are skipped, so an interrupted upload resumes; files
+    named in `last` (at any depth, e.g. the converter's manifest.json, which
+    says the set is complete) go after all others. Temporaries are not sent.
+    """
+    gfile = _gfile()
+    storage.require_filesystem(path)
+    path = path.rstrip("/")
+    files = []
+    for root, _, names in os.walk(local):
+        relative = os.path.relpath(root, local).replace(os.sep, "/")
+        files += [name if relative == "." else f"{relative}/{name}" for name in names
+                  if not is_temporary(name)]
+    copied = 0
+    for name in sorted(files, key=lambda n: (n.rsplit("/", 1)[-1] in last, n)):
+        source, target = os.path.join(local, name), f"{path}/{name}"
+        if gfile.exists(target) and gfile.stat(target).length == os.path.getsize(source):
+            continue
+        gfile.makedirs(target.rsplit("/", 1)[0])
+        gfile.copy(source, target, overwrite=True)
+        copied += 1
+    return copied
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
     """Yields a temporary sibling directory that replaces `path` on success.

@@ -31,7 +31,7 @@ def test_every_train_field_has_a_flag_and_every_flag_a_field():
 def test_every_conversion_option_has_a_flag_and_every_flag_an_option():
     defined, _ = defined_flags("mcnn_keras.cli.convert_bbbc021")
     options = {f.name for f in dataclasses.fields(ConvertOptions)}
-    assert set(defined) == options | {"progress"}
+    assert set(defined) == options | {"progress", "staging_dir"}
     assert defined["bbbc021_dir"] is None  # required: no silent default
     assert defined["num_shards"] == ConvertOptions().num_shards
 

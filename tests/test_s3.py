@@ -242,3 +242,32 @@ def test_train_killed_resumes_from_the_bucket_then_evaluate_and_export_load(s3_e
     assert keys(client, "predicted/") == ["predicted/f.parquet", "predicted/p.csv"]
     rows = client.get_object(Bucket=BUCKET, Key="predicted/p.csv")["Body"].read().decode()
     assert len(rows.strip().splitlines()) == 1 + 26
+
+
+def test_converter_stages_locally_and_uploads_manifest_last(s3_env, tmp_path):
+    from mcnn_keras.bbbc021 import fixture  # pylint: disable=import-outside-toplevel
+    env, client = s3_env
+    fixture.write_fixture(str(tmp_path / "bbbc021"), 128, 128, plates=2, sites=1,
+                          progress=False)
+    staging = tmp_path / "staging"
+    command = [sys.executable, "-m", "mcnn_keras.cli.convert_bbbc021",
+               f"--bbbc021_dir={tmp_path / 'bbbc021'}", f"--output_dir=s3://{BUCKET}/conv",
+               "--height=128", "--width=128", "--num_shards=2", "--noprogress",
+               f"--staging_dir={staging}"]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    uploaded = keys(client, "conv/")
+    for name in ("manifest.json", "normalization.json", "illumination.npz",
+                 "train-00000-of-00002.tfrecord", "val-00000-of-00001.tfrecord"):
+        assert f"conv/{name}" in uploaded, (name, uploaded)
+    assert not staging.exists()  # deleted after the upload
+    assert sorted(os.listdir(tmp_path)) == ["bbbc021"]  # no local "s3:" folder
+    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="conv/manifest.json")["Body"]
+                          .read())
+    assert manifest["flags"]["output_dir"] == f"s3://{BUCKET}/conv"
+    # Again: converted afresh in a new staging directory, byte for byte the same:
+    # nothing is uploaded twice.
+    again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and "uploaded 0 files" in again.stderr, again.stderr[-3000:]

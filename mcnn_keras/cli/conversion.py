@@ -1,5 +1,12 @@
 """What the two converters' mains share: flags -> checked paths -> options -> job.
 
+An `--output_dir` on object storage (s3://, gs://) is written through a local
+staging directory (`--staging_dir`, default one per URL under the system's
+temporary directory): the job runs there as on any local disk (resumable,
+atomic shards), then the files are uploaded, each object once and complete,
+`manifest.json` last. The staging directory is deleted after a successful
+upload; a killed run or upload leaves it, and the same command resumes both.
+
 Usage (in a converter binary):
 
     SECTIONS = config_flags.define_sections({"conversion": ImagesOptions})
@@ -9,7 +16,11 @@ Usage (in a converter binary):
                                   lambda: convert_images.convert)
 """
 
+import hashlib
+import os
+import shutil
 import sys
+import tempfile
 
 from absl import flags
 
@@ -19,6 +30,17 @@ from mcnn_keras.conversion.options import check_local
 
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("progress", True, "Show tqdm progress bars.")
+flags.DEFINE_string("staging_dir", "", "With --output_dir on object storage: the local "
+                    "directory the job writes before the upload; default: one per URL "
+                    "under the system's temporary directory.")
+
+
+def staging_dir(output_dir):
+    """The local directory a conversion to the URL `output_dir` is written to first."""
+    if FLAGS.staging_dir:
+        return resolve_user_path(FLAGS.staging_dir)
+    digest = hashlib.sha256(output_dir.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), "mcnn-keras-staging", digest)
 
 
 def run_conversion(argv, sections, options_class, input_flag, load_convert):
@@ -26,18 +48,27 @@ def run_conversion(argv, sections, options_class, input_flag, load_convert):
     (so `--help` stays free of TensorFlow). Prints a one-line summary."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import atomic, run_dir, storage  # pylint: disable=import-outside-toplevel
     values = config_flags.values(sections)
-    check_local(**{input_flag: values[input_flag], "output_dir": values["output_dir"]})
-    if values["output_dir"]:  # a file or a read-only place: one line naming the flag
-        run_dir.make_output_dir(resolve_user_path(values["output_dir"]), "output_dir")
+    check_local(**{input_flag: values[input_flag]})
+    output_dir = resolve_user_path(values["output_dir"])
+    remote = storage.is_remote(output_dir)
+    if remote:  # tensorflow-io for s3://: one line before any work if it cannot load
+        storage.require_filesystem(output_dir)
+    local_dir = staging_dir(output_dir) if remote else output_dir
+    if local_dir:  # a file or a read-only place: one line naming the flag
+        run_dir.make_output_dir(local_dir, "staging_dir" if remote else "output_dir")
     options = options_class(**{**values, input_flag: resolve_user_path(values[input_flag]),
-                               "output_dir": resolve_user_path(values["output_dir"])})
+                               "output_dir": local_dir})
     manifest = load_convert()(options, flags={**values, "progress": FLAGS.progress},
                               progress=FLAGS.progress)
+    if remote:
+        copied = atomic.upload_new_files(local_dir, output_dir, last=("manifest.json",))
+        shutil.rmtree(local_dir)
+        print(f"uploaded {copied} files to {output_dir}", file=sys.stderr)
     counts = manifest["counts"]
     unlabelled = (f", {counts['unlabelled_rows']} unlabelled"
                   if counts.get("unlabelled_rows") else "")
     print(f"converted {sum(counts['per_class'].values())} fields of view "
-          f"({counts['skipped_fields']} skipped{unlabelled}) to {options.output_dir}",
+          f"({counts['skipped_fields']} skipped{unlabelled}) to {output_dir}",
           file=sys.stderr)

@@ -32,7 +32,8 @@ def main(argv):
 def run():
     shared = [n for n in SECTIONS[0][1] if n not in INPUT_OUTPUT]
     common.run_main(main, help_sections=[("input and output", INPUT_OUTPUT),
-                                         ("conversion", shared), ("output", ["progress"])])
+                                         ("conversion", shared),
+                                         ("output", ["progress", "staging_dir"])])
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def main(argv):
 
 def run():
     common.run_main(main, help_sections=[("input and output", INPUT), ("index CSV", INDEX),
-                                         ("conversion", SHARED), ("output", ["progress"])])
+                                         ("conversion", SHARED),
+                                         ("output", ["progress", "staging_dir"])])
 
 
 if __name__ == "__main__":

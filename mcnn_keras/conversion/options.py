@@ -170,14 +170,16 @@ def check_values(o):
 def check_local(**paths):
     """Refuses URLs (s3://, gs://, ...) for the given `--flag=path`s in one line.
 
-    The converters list, resume and write shards with local file calls; a
-    URL would fail late, after the statistics pass.
+    The conversion job lists, resumes and writes shards with local file
+    calls; a URL would fail late, after the statistics pass. (The converter
+    binaries take an --output_dir URL: they stage locally and upload,
+    `cli/conversion.py`.)
     """
     for flag, path in paths.items():
         if storage.scheme(path):
-            raise ValueError(f"--{flag}={path}: the converters read and write local files "
-                             "only; convert to a local directory, then copy the shards "
-                             "(e.g. gsutil -m cp, aws s3 sync)")
+            raise ValueError(f"--{flag}={path}: the conversion job reads and writes local "
+                             "files only (mcnn-convert-images and mcnn-convert-bbbc021 "
+                             "stage an --output_dir URL locally and upload it)")
 
 
 def check_options(o):
