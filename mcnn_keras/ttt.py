@@ -366,6 +366,7 @@ def _schedule_facts(run):
 
 def summarize(spec, exp, run, exit_code, verdict, error_line, process_s):
     """One row of the table from a finished run directory."""
+    from mcnn_keras.callbacks.target_accuracy import reaches  # pylint: disable=import-outside-toplevel
     history = _read_history(run.metrics)
     summary = {}
     if os.path.exists(run.summary):
@@ -382,7 +383,7 @@ def summarize(spec, exp, run, exit_code, verdict, error_line, process_s):
             row.update(_schedule_facts(run))
         except (KeyError, ValueError) as e:  # a flags.json of another version
             _LOG.warning("%s: %s", run.flags_json, e)
-    reached = next((h for h in history if (h.get("val_top1") or 0) >= exp.target_accuracy),
+    reached = next((h for h in history if reaches(h.get("val_top1"), exp.target_accuracy)),
                    None)
     if status == "reached":
         row["epochs_to_target"] = summary.get("target_reached_epoch") or reached["epoch"]

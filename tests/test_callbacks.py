@@ -117,3 +117,13 @@ def test_periodic_checkpoint_saves_every_n_global_steps_after_resume(scratch_dir
     # Global steps 5..12: every third (6, 9, 12) and each epoch's end (8, 12).
     saved = [int(p.rsplit("-", 1)[1]) for p in checkpointer.manager.checkpoints]
     assert saved == [6, 8, 9, 12]
+
+
+def test_an_accuracy_equal_to_the_target_in_float32_reaches_it():
+    stop = callbacks.StopAtTargetAccuracy(0.95)
+    stop.set_model(tiny_model())
+    stop.on_train_begin()
+    stop.on_epoch_end(0, {"val_top1": float(np.float32(246 / 260))})  # 0.946
+    assert stop.reached_epoch is None
+    stop.on_epoch_end(1, {"val_top1": float(np.float32(247 / 260))})  # 0.9499999881
+    assert stop.reached_epoch == 1 and stop.model.stop_training

@@ -16,6 +16,15 @@ import time
 import keras
 
 _LOG = logging.getLogger(__name__)
+# Keras computes top-1 in float32: 247 of 260 right is 0.949999988, which must
+# count as reaching 0.95. One float32 step near 1 is 6e-8; no validation set
+# of under a million images has accuracies closer together than 1e-6.
+TOLERANCE = 1e-6
+
+
+def reaches(value, target):
+    """Whether an accuracy `value` (a float32 metric) reaches `target`."""
+    return value is not None and value >= target - TOLERANCE
 
 
 class StopAtTargetAccuracy(keras.callbacks.Callback):
@@ -34,7 +43,7 @@ class StopAtTargetAccuracy(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or self.reached_epoch is not None or value < self.target:
+        if self.reached_epoch is not None or not reaches(value, self.target):
             return
         self.reached_epoch = epoch
         self.time_to_target_s = self._clock() - self._start
