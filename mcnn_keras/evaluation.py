@@ -104,14 +104,12 @@ def evaluate(predictor, files, output_dir, class_names, batch_size=32,
     class_names = list(class_names)[:predictor.num_classes]
     probabilities, labels, metadata = predict_files(predictor, files, batch_size)
     predictions = probabilities.argmax(axis=1)
-    top5 = np.argsort(-probabilities, axis=1)[:, :5]
     confusion = confusion_matrix(labels, predictions, predictor.num_classes)
     report = {
         "source": predictor.source,
         "files": len(files),
         "images": int(len(labels)),
-        "top1": float(np.mean(predictions == labels)),
-        "top5": float(np.mean((top5 == labels[:, None]).any(axis=1))),
+        **treatments.image_accuracy(probabilities, labels),
         "per_class_recall": dict(zip(class_names,
                                      treatments.per_class_recall(confusion))),
     }

@@ -258,10 +258,8 @@ def _accuracies(probabilities, fields, class_names):
     if not known.any():
         return {}
     probabilities, labels = probabilities[known], labels[known]
-    top = np.argsort(-probabilities, axis=1)[:, :TOP_K]
     result = {"labelled_fields": int(known.sum()),
-              "top1": float(np.mean(top[:, 0] == labels)),
-              "top5": float(np.mean((top == labels[:, None]).any(axis=1)))}
+              **treatments.image_accuracy(probabilities, labels)}
     metadata = [f.metadata for f, k in zip(fields, known) if k]
     if all(m.get("compound") for m in metadata):
         per_treatment = treatments.per_treatment_accuracy(probabilities, labels, metadata,

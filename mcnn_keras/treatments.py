@@ -76,6 +76,14 @@ def per_treatment_accuracy(probabilities, labels, metadata, class_names=None,
             "treatments": results}
 
 
+def image_accuracy(probabilities, labels):
+    """{"top1", "top5"}: image-level accuracy of (N, C) probabilities."""
+    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
+    top = np.argsort(-probabilities, axis=1)[:, :5]
+    return {"top1": float(np.mean(top[:, 0] == labels)),
+            "top5": float(np.mean((top == labels[:, None]).any(axis=1)))}
+
+
 def per_class_recall(confusion):
     """Recall per class from a confusion matrix (rows = true, columns = predicted).
 
