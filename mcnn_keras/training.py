@@ -262,6 +262,11 @@ def _fit(cfg, run, model, phases, fit_callbacks):
             mine = [f for files in (run.train_files, run.val_files) if files for f in
                     dataset.files_for_worker(files, run.task.worker_index, run.task.num_workers)]
             raise dataset.diagnose_read_error(mine, e) from None
+        except callbacks.Preempted as e:  # checkpoint saved; skip the epoch's validation
+            _LOG.warning("%s", e)
+            for callback in fit_callbacks:
+                callback.on_train_end()  # fit skipped them (TensorBoard closes its files)
+            break
         except callbacks.DivergenceError as e:  # the same step on every worker
             raise e.with_context((e.step - 1) // run.steps_per_epoch + 1,
                                  "lower --base_lr/--max_lr or lengthen --warmup_epochs"

@@ -1,6 +1,6 @@
 """Keras callbacks of the training loop, one concept per module."""
 
-from mcnn_keras.callbacks.checkpoint import PeriodicCheckpoint
+from mcnn_keras.callbacks.checkpoint import PeriodicCheckpoint, Preempted
 from mcnn_keras.callbacks.divergence import DivergenceError, StopOnDivergence
 from mcnn_keras.callbacks.lr_scheduler import StepLearningRateScheduler
 from mcnn_keras.callbacks.metrics_logger import MetricsLogger
@@ -8,4 +8,4 @@ from mcnn_keras.callbacks.target_accuracy import StopAtTargetAccuracy
 from mcnn_keras.callbacks.throughput import Throughput
 
 __all__ = ["DivergenceError", "PeriodicCheckpoint", "StepLearningRateScheduler",
-           "MetricsLogger", "StopAtTargetAccuracy", "StopOnDivergence", "Throughput"]
+           "MetricsLogger", "Preempted", "StopAtTargetAccuracy", "StopOnDivergence", "Throughput"]

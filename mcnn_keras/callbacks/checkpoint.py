@@ -10,7 +10,10 @@ Every worker restores the chief's latest checkpoint.
 
 `PeriodicCheckpoint` saves every `every_n_steps` global steps and at each
 epoch end. On SIGTERM (what Slurm and Kubernetes send on preemption) it saves
-after the current step and stops training. With several workers, pass
+after the current step and raises `Preempted` out of `fit` at once: stopping
+the Keras way (`stop_training`) would still validate and log the unfinished
+epoch, minutes at full resolution, while the grace period before SIGKILL is
+30 s by default on both. With several workers, pass
 `agree` (e.g. `lambda flag: distribute.any_worker(strategy, flag)`): the
 workers then vote after every step, so that a SIGTERM reaching them a step
 apart still makes all of them, the chief included, save and stop at the same
@@ -32,7 +35,10 @@ Usage:
 
     ckpt = Checkpointer(model, optimizer, "run/checkpoints", write_dir=...)
     start_step = ckpt.restore_latest()
-    model.fit(..., callbacks=[PeriodicCheckpoint(ckpt, every_n_steps=100)])
+    try:
+        model.fit(..., callbacks=[PeriodicCheckpoint(ckpt, every_n_steps=100)])
+    except Preempted as e:     # SIGTERM: e.path is the checkpoint to resume from
+        sys.exit(143)
     find_newest_intact("run/checkpoints").intact   # ".../ckpt-200" or None
 """
 
@@ -221,6 +227,14 @@ class Checkpointer:
         return path
 
 
+class Preempted(Exception):
+    """Raised out of `fit` after the SIGTERM checkpoint is saved."""
+
+    def __init__(self, path, step):
+        super().__init__(f"SIGTERM: saved {path} at step {step}; stopping")
+        self.path, self.step = path, step
+
+
 class PeriodicCheckpoint(keras.callbacks.Callback):
     """Saves every `every_n_steps` steps, at epoch ends, and on SIGTERM.
 
@@ -263,8 +277,9 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
             self.preempted = self.agree(self.preempted)
         if self.preempted:
             path = self.checkpointer.save(self._epoch)
-            _LOG.warning("SIGTERM: saved %s at step %d; stopping", path, step)
             self.model.stop_training = True
+            self.on_train_end()  # fit skips it when a callback raises
+            raise Preempted(path, step)
         elif self.every_n_steps and step % self.every_n_steps == 0:
             self.checkpointer.save(self._epoch)
 
