@@ -147,8 +147,11 @@ class RuntimeConfig:
         "AUTO", "All-reduce implementation for multi_worker_mirrored.",
         choices=("AUTO", "RING"))
     collective_timeout_s: float = option(
-        600.0, "multi_worker_mirrored: fail (never hang) when a running peer stops "
-        "answering for this many seconds; 0 = wait forever.", minimum=0.0)
+        0.0, "multi_worker_mirrored: fail when one collective waits this many seconds "
+        "(for a peer that is alive but stuck); 0 = no such bound. A dead or unreachable "
+        "peer is detected anyway, by TensorFlow's heartbeats, within about 10 s. "
+        "TensorFlow holds a thread per collective for this long: keep it short "
+        "(distribute.make_strategy).", minimum=0.0)
     startup_timeout: float = option(
         600.0, "multi_worker_mirrored: seconds to wait for every worker to start (workers "
         "may start minutes apart; whom we wait for is logged every 30 s), then fail "

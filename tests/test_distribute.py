@@ -200,3 +200,46 @@ def test_writer_dir_chief_vs_non_chief(tmp_path):
     os.makedirs(model_dir)
     distribute.cleanup_writer_dir(model_dir, model_dir)  # the chief's is kept
     assert os.path.isdir(model_dir)
+
+
+COUNT_COLLECTIVE_THREADS = """
+import os
+import tensorflow as tf
+from mcnn_keras import distribute
+strategy = distribute.make_strategy("multi_worker_mirrored"{timeout})
+with strategy.scope():
+    v = tf.Variable(1.0)
+step = tf.function(lambda: strategy.run(
+    lambda: tf.distribute.get_replica_context().all_reduce("sum", v * 1.0)))
+for _ in range(200):
+    step()
+names = []
+for t in os.listdir("/proc/self/task"):
+    try:
+        names.append(open(f"/proc/self/task/{{t}}/comm").read().strip())
+    except OSError:  # the thread ended meanwhile
+        pass
+print("collective threads", names.count("collective_ops"))
+"""
+
+
+# Measured on TensorFlow 2.21; 2.16 starts no such threads.
+_PILES_UP = tuple(int(x) for x in tf.__version__.split(".")[:2]) >= (2, 21)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("timeout, bounded", [
+    ("", True),
+    pytest.param(", collective_timeout_s=600", False, marks=pytest.mark.skipif(
+        not _PILES_UP, reason="TensorFlow before 2.21 starts no thread per timeout"))])
+def test_collectives_do_not_pile_up_threads_by_default(timeout, bounded):
+    """With a collective timeout TensorFlow 2.21 keeps one sleeping thread per
+    collective for that long (a 2-worker run at 128 x 128 died of it); by default
+    there is none. The second case shows the mechanism the default avoids."""
+    code = COUNT_COLLECTIVE_THREADS.format(timeout=timeout)
+    results = mw.run_workers(mw.python_command(code), mw.tf_configs(mw.free_ports(2)),
+                             timeout_s=120)
+    assert all(r.returncode == 0 for r in results), mw.format_results(results)
+    counts = [int(re.search(r"collective threads (\d+)", r.stdout).group(1)) for r in results]
+    assert all(n < 20 for n in counts) == bounded, counts
+    assert bounded or all(n >= 150 for n in counts), counts
