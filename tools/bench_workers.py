@@ -44,7 +44,7 @@ def run(data_dir, num_workers, dense_gradient="auto"):
                f"--model_dir={model_dir}", f"--height={FLAGS.height}", f"--width={FLAGS.width}",
                f"--batch_size={FLAGS.global_batch // num_workers}", "--epochs=1",
                f"--steps_per_epoch={FLAGS.steps + 1}", f"--dtype={FLAGS.dtype}",
-               "--verbose=2", "--tensorboard=false", "--collective_timeout_s=600",
+               "--verbose=2", "--tensorboard=false",
                f"--dense_gradient={dense_gradient}"]
     if num_workers > 1:
         command.append("--strategy=multi_worker_mirrored")
