@@ -245,13 +245,13 @@ def make_strategy(name, collective_implementation="AUTO", collective_timeout_s=N
     waits forever) bounds every collective, so a peer that is alive but stuck
     makes the others fail instead of hang. (A dead peer makes them fail anyway:
     the coordination service's heartbeats, about 10 s.) The bound has a cost:
-    TensorFlow 2.21 (not 2.16) starts one thread per collective that sleeps for the
-    whole timeout (measured: 1 170 threads per worker after 80 small steps
-    with 600 s; at 128 x 128 a run died after 12 epochs, unable to start
-    more), so it is off by default and best kept to a minute or two. `startup_timeout_s` (None/0: the
-    collective timeout) bounds the wait for every peer to start; meanwhile
-    this worker logs whom it waits for, and at the end fails naming them.
-    Keras `fit` with several workers also needs
+    TensorFlow 2.21 (not 2.16) starts one thread per collective that sleeps
+    for the whole timeout (measured: 1 170 threads per worker after 80 small
+    steps with 600 s; at 128 x 128 a run died after 12 epochs, unable to
+    start more), so it is off by default and best kept to a minute or two.
+    `startup_timeout_s` (None/0: the collective timeout) bounds the wait for
+    every peer to start; meanwhile this worker logs whom it waits for, and at
+    the end fails naming them. Keras `fit` with several workers also needs
     `keras_multiworker_fix.apply(strategy)`, which this does not call.
     """
     if name not in STRATEGIES:
