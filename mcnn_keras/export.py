@@ -320,13 +320,13 @@ def _upgrade_v1(info):
 
 
 def _file_system(path):
-    """(exists, isdir, open) for `path`: os for local paths, tf.io.gfile for
-    object storage (tensorflow-io's plugin loaded first, or one line why not)."""
+    """(exists, isdir) for `path`: os for local paths, tf.io.gfile for object
+    storage (tensorflow-io's plugin loaded first, or one line why not)."""
     if not storage.is_remote(path):
-        return os.path.exists, os.path.isdir, open
+        return os.path.exists, os.path.isdir
     storage.require_filesystem(path)
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    return tf.io.gfile.exists, tf.io.gfile.isdir, tf.io.gfile.GFile
+    return tf.io.gfile.exists, tf.io.gfile.isdir
 
 
 def read_export_info(path):
@@ -337,7 +337,7 @@ def read_export_info(path):
     """
     path = os.fspath(path)
     marker = os.path.join(path, MARKER)
-    exists, isdir, open_file = _file_system(path)
+    exists, isdir = _file_system(path)
     if not exists(path):
         raise FileNotFoundError(f"{path}: no such export directory")
     if not isdir(path):
@@ -346,7 +346,7 @@ def read_export_info(path):
         raise ValueError(f"{path} is not an export of mcnn-keras (no {MARKER}; "
                          f"re-export it with mcnn-export)")
     try:
-        with open_file(marker) as f:
+        with storage.open_file(marker) as f:
             info = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{marker}: unreadable ({str(e).splitlines()[0]})") from None

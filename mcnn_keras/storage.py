@@ -64,6 +64,16 @@ def absolute(path):
     return path if is_remote(path) else os.path.abspath(path)
 
 
+def open_file(path, mode="r"):
+    """`path` opened: `open` for a local path, `tf.io.gfile.GFile` for a URL
+    (tensorflow-io's plugin loaded first for s3://, or one line why not)."""
+    if not is_remote(path):
+        return open(path, mode)  # pylint: disable=unspecified-encoding
+    require_filesystem(path)
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.io.gfile.GFile(path, mode)
+
+
 def _paths(paths):
     """Flattens a path, comma-separated globs, or an iterable of those (None skipped)."""
     if paths is None:

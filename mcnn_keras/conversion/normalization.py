@@ -230,16 +230,11 @@ def save_statistics(directory, stats_by_plate, sigma, extra=None, channels=BBBC0
 
 def load_statistics(directory):
     """{plate: PlateStats} saved by `save_statistics` (for inference on new fields)."""
-    if storage.is_remote(directory):  # an export on object storage
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        with tf.io.gfile.GFile(os.path.join(directory, STATS_JSON)) as f:
-            summary = json.load(f)
-        with tf.io.gfile.GFile(os.path.join(directory, summary["maps_file"]), "rb") as f:
-            maps = np.load(io.BytesIO(f.read()))
-    else:
-        with open(os.path.join(directory, STATS_JSON)) as f:
-            summary = json.load(f)
-        maps = np.load(os.path.join(directory, summary["maps_file"]))
+    # A local directory, or an export's on object storage.
+    with storage.open_file(os.path.join(directory, STATS_JSON)) as f:
+        summary = json.load(f)
+    with storage.open_file(os.path.join(directory, summary["maps_file"]), "rb") as f:
+        maps = np.load(io.BytesIO(f.read()))
     return {plate: PlateStats(maps[plate], s["block"], np.asarray(s["floor"]),
                               np.asarray(s["low"]), np.asarray(s["high"]))
             for plate, s in summary["plates"].items()}
