@@ -55,6 +55,7 @@ class Setup:
     batch_size: int = 8
     dtype: str = "float32"
     remat: str = "none"
+    microbatches: int = 1  # micro-batches per step (microbatch.py)
     space_to_depth: bool = False  # the full-res pathway on the space-to-depth image
     mode: str = "synthetic"
     steps: int = 10
@@ -159,13 +160,13 @@ def _input(setup, files):
 # --- Measurements --------------------------------------------------------------
 
 def _model(setup):
-    from mcnn_keras import config, training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras import config, microbatch, training  # pylint: disable=import-outside-toplevel
     from mcnn_keras.model import build_model  # pylint: disable=import-outside-toplevel
     model = build_model(setup.height, setup.width, dtype_policy=setup.dtype,
                         weight_decay=config.ModelConfig().weight_decay, remat=setup.remat,
                         space_to_depth=setup.space_to_depth)
     training.compile_model(model, config.ScheduleConfig(), num_classes=13)
-    return model
+    return microbatch.split_train_step(model, setup.microbatches)
 
 
 def _speed(setup, times):
@@ -253,7 +254,8 @@ def run(setup):
     result.update(peak_rss_bytes=rss, activation_bytes=activations,
                   rss_over_activations=rss / activations,
                   estimated_peak_rss_bytes=memory.estimate_peak_bytes(
-                      setup.height, setup.width, setup.batch_size, setup.dtype, setup.remat))
+                      setup.height, setup.width, setup.batch_size, setup.dtype, setup.remat,
+                      setup.microbatches))
     return [result]
 
 
@@ -305,24 +307,26 @@ def _plot(rows, output_dir):
     import matplotlib.ticker  # pylint: disable=import-outside-toplevel
     from mcnn_keras import atomic  # pylint: disable=import-outside-toplevel
     done = [r for r in rows if "images_per_s" in r and "layer" not in r]
-    series = sorted({(r["dtype"], r["remat"], r["mode"]) for r in done})
+    key = lambda r: (r["dtype"], r["remat"], r.get("microbatches", 1), r["mode"])
+    series = sorted({key(r) for r in done})
     paths = []
     for name, ylabel in (("throughput_vs_batch", "images / s"),
                          ("memory_vs_batch", "peak RSS, GB")):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for dtype, remat, mode in series:
+        for dtype, remat, parts, mode in series:
             points = sorted(((r["batch_size"], r) for r in done
-                             if (r["dtype"], r["remat"], r["mode"]) == (dtype, remat, mode)),
+                             if key(r) == (dtype, remat, parts, mode)),
                             key=lambda point: point[0])
             batches = [b for b, _ in points]
-            label = f"{dtype}, remat {remat}, {mode}"
+            label = f"{dtype}, remat {remat}, {mode}" + (f", {parts} micro-batches"
+                                                         if parts > 1 else "")
             if name == "throughput_vs_batch":
                 ax.plot(batches, [r["images_per_s"] for _, r in points], "o-", label=label)
                 continue
             line, = ax.plot(batches, [r["peak_rss_bytes"] / 1e9 for _, r in points], "o-",
                             label=label)
             h, w = points[0][1]["height"], points[0][1]["width"]
-            ax.plot(batches, [memory.estimate_peak_bytes(h, w, b, dtype, remat) / 1e9
+            ax.plot(batches, [memory.estimate_peak_bytes(h, w, b, dtype, remat, parts) / 1e9
                               for b in batches], ":", color=line.get_color(),
                     label=f"{label}: estimate (memory.py)")
         if name == "memory_vs_batch":

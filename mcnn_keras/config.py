@@ -101,6 +101,11 @@ class ModelConfig:
         "time, instead of keeping them: full_res (the 1x pathway, 74 % of the activations "
         "and 71 % of the FLOPs) or all. Less memory (see --batch_size=auto), more compute; "
         "same weights and checkpoints.", choices=REMAT_MODES)
+    microbatches: int = option(
+        1, "Split each per-replica batch into this many micro-batches, each run forward and "
+        "backward in turn, and apply their averaged gradient once: the same update with one "
+        "micro-batch's activations in memory, nothing recomputed. Must divide --batch_size.",
+        minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,7 +223,7 @@ class TrainConfig:
 # experiments in one directory's checkpoints and metrics. `epochs` extends (or
 # ends) a run: the LR decay then spans the new length from the resumed step on.
 # `dense_gradient` is only how replicas sync one gradient (same weights), `remat`
-# how the same gradient is computed;
+# and `microbatches` how the same gradient is computed;
 # `model_dir` may differ when the directory was moved or given relatively.
 # What these resolve to (the global batch, steps per epoch) must still match:
 # `RunDir.check_plan`.
@@ -226,7 +231,7 @@ RESUMABLE_CHANGES = ("epochs", "target_accuracy", "model_dir", "strategy",
                      "collective_implementation", "collective_timeout_s", "startup_timeout",
                      "tf_config_from", "checkpoint_every_steps", "keep_checkpoints",
                      "tensorboard", "verbose", "intra_op_threads", "inter_op_threads",
-                     "dense_gradient", "remat", "memory_budget_gb")
+                     "dense_gradient", "remat", "microbatches", "memory_budget_gb")
 
 
 def differences(old, new):
@@ -263,4 +268,12 @@ def validate(cfg):
         from mcnn_keras.topology import check_size_flags  # pylint: disable=import-outside-toplevel
         check_size_flags(cfg.data.height, cfg.data.width)
     cfg.data.class_name_list()
+    check_microbatches(cfg.schedule.batch_size, cfg.model.microbatches)
     return cfg
+
+
+def check_microbatches(batch_size, microbatches):
+    """Raises ValueError unless `microbatches` slices a batch evenly (0 = auto picks so)."""
+    if batch_size % microbatches:
+        raise ValueError(f"--batch_size={batch_size} is not divisible by "
+                         f"--microbatches={microbatches}")

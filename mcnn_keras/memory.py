@@ -87,40 +87,53 @@ def activation_bytes(height, width, batch, dtype="float32", remat="none"):
     return batch * (per_image - sum(recomputed)) + max(recomputed, default=0)
 
 
-def input_bytes(height, width, batch, dtype="float32"):
+def input_bytes(height, width, batch, dtype="float32", microbatches=1):
     """Bytes of a step's input images: the scaled (padded) image in the compute
-    dtype, which every pathway reads and the backward pass keeps, and two uint8
-    batches (the step's and the one prefetched)."""
+    dtype, which every pathway reads and the backward pass keeps (one
+    micro-batch's), and two uint8 batches (the step's and the one prefetched)."""
     h, w = padded_size(height), padded_size(width)
-    return batch * (h * w * 3 * _bytes_per_value(dtype) + 2 * height * width * 3)
+    micro = batch // microbatches
+    return micro * h * w * 3 * _bytes_per_value(dtype) + batch * 2 * height * width * 3
 
 
-def estimate_peak_bytes(height, width, batch, dtype="float32", remat="none"):
-    """Estimated peak RSS of a training process (see the constants above)."""
-    weights = WEIGHT_COPIES * 4 * model_cost(height, width).parameters
-    kept = (activation_bytes(height, width, batch, dtype, remat)
-            + input_bytes(height, width, batch, dtype))
+def weight_copies(microbatches=1):
+    """Float32 copies of the weights a step holds: weights, gradients, momentum,
+    and with micro-batches the running sum of their gradients."""
+    return WEIGHT_COPIES + (microbatches > 1)
+
+
+def estimate_peak_bytes(height, width, batch, dtype="float32", remat="none", microbatches=1):
+    """Estimated peak RSS of a training process (see the constants above).
+
+    With micro-batches (microbatch.py) only one micro-batch's activations are kept.
+    """
+    weights = weight_copies(microbatches) * 4 * model_cost(height, width).parameters
+    kept = (activation_bytes(height, width, batch // microbatches, dtype, remat)
+            + input_bytes(height, width, batch, dtype, microbatches))
     return ACTIVATION_OVERHEAD * kept + weights + RUNTIME_BYTES
 
 
-def pick_batch_size(height, width, dtype, remat, budget_bytes):
-    """The largest per-replica batch whose `estimate_peak_bytes` fits `budget_bytes`.
+def pick_batch_size(height, width, dtype, remat, budget_bytes, microbatches=1):
+    """The largest per-replica batch, a multiple of `microbatches`, whose
+    `estimate_peak_bytes` fits `budget_bytes`.
 
-    Raises ValueError when not even one image fits.
+    Raises ValueError when not even one image per micro-batch fits.
     """
-    fixed = estimate_peak_bytes(height, width, 0, dtype, remat)
-    per_image = estimate_peak_bytes(height, width, 1, dtype, remat) - fixed
-    batch = int((budget_bytes - fixed) // per_image)
+    estimate = lambda micro: estimate_peak_bytes(height, width, micro * microbatches, dtype,
+                                                 remat, microbatches)
+    fixed = estimate(0)
+    micro = int((budget_bytes - fixed) // (estimate(1) - fixed))
     # Guard the float division at the boundary: the estimate decides.
-    while batch > 0 and estimate_peak_bytes(height, width, batch, dtype, remat) > budget_bytes:
-        batch -= 1
-    if batch < 1:
+    while micro > 0 and estimate(micro) > budget_bytes:
+        micro -= 1
+    if micro < 1:
         raise ValueError(
-            f"--batch_size=auto: not even one {height}x{width} image fits the memory budget "
-            f"of {budget_bytes / 1e9:.2f} GB (one needs about "
-            f"{estimate_peak_bytes(height, width, 1, dtype, remat) / 1e9:.2f} GB); raise "
-            f"--memory_budget_gb, use --remat or --dtype=mixed_bfloat16")
-    return batch
+            f"--batch_size=auto: not even one {height}x{width} image"
+            f"{' per micro-batch' if microbatches > 1 else ''} fits the memory budget of "
+            f"{budget_bytes / 1e9:.2f} GB (that needs about {estimate(1) / 1e9:.2f} GB); "
+            f"raise --memory_budget_gb, use --remat, "
+            f"--microbatches or --dtype=mixed_bfloat16")
+    return micro * microbatches
 
 
 def _meminfo(path):
@@ -174,16 +187,19 @@ def resolve_batch_size(cfg, meminfo_path="/proc/meminfo", environ=None):
         budget, why = schedule.memory_budget_gb * 1e9, "--memory_budget_gb"
     else:
         budget, why = default_budget_bytes(meminfo_path, environ)
-    batch = pick_batch_size(data.height, data.width, model.dtype, model.remat, budget)
-    act = activation_bytes(data.height, data.width, batch, model.dtype, model.remat)
-    inputs = input_bytes(data.height, data.width, batch, model.dtype)
-    weights = WEIGHT_COPIES * 4 * model_cost(data.height, data.width).parameters
+    parts = model.microbatches
+    batch = pick_batch_size(data.height, data.width, model.dtype, model.remat, budget, parts)
+    act = activation_bytes(data.height, data.width, batch // parts, model.dtype, model.remat)
+    inputs = input_bytes(data.height, data.width, batch, model.dtype, parts)
+    weights = weight_copies(parts) * 4 * model_cost(data.height, data.width).parameters
     _LOG.info(
-        "--batch_size=auto: %d images per replica (%dx%d, %s, remat %s): estimated peak "
-        "%.2f GB = %.2f x (%.2f GB activations + %.2f GB input images) + %.2f GB weights, "
-        "gradients, momentum + %.1f GB runtime, within the %.2f GB budget (%s)", batch,
-        data.height, data.width, model.dtype, model.remat,
-        estimate_peak_bytes(data.height, data.width, batch, model.dtype, model.remat) / 1e9,
-        ACTIVATION_OVERHEAD, act / 1e9, inputs / 1e9, weights / 1e9, RUNTIME_BYTES / 1e9,
-        budget / 1e9, why)
+        "--batch_size=auto: %d images per replica (%dx%d, %s, remat %s%s): "
+        "estimated peak %.2f GB = %.2f x (%.2f GB activations + %.2f GB input images) + "
+        "%.2f GB weights, gradients, momentum%s + %.1f GB runtime, within the %.2f GB "
+        "budget (%s)", batch, data.height, data.width, model.dtype, model.remat,
+        f", {parts} micro-batches of {batch // parts}" if parts > 1 else "",
+        estimate_peak_bytes(data.height, data.width, batch, model.dtype, model.remat,
+                            parts) / 1e9,
+        ACTIVATION_OVERHEAD, act / 1e9, inputs / 1e9, weights / 1e9,
+        ", summed gradients" if parts > 1 else "", RUNTIME_BYTES / 1e9, budget / 1e9, why)
     return cfg.replace(batch_size=batch)

@@ -39,7 +39,7 @@ import tensorflow as tf
 from mcnn_keras import (atomic, callbacks, cluster, config, dataset, distribute, export,
                         factored_dense, keras_multiworker_fix, leftovers, plots, records,
                         run_dir, storage)
-from mcnn_keras import memory
+from mcnn_keras import memory, microbatch
 from mcnn_keras import optimizer as mcnn_optimizer
 from mcnn_keras.model import DENSE_UNITS, build_model, flat_features
 from mcnn_keras.schedule import LinearScalingSchedule
@@ -198,6 +198,9 @@ def _build(cfg, run):
                             dtype_policy=cfg.model.dtype, weight_decay=cfg.model.weight_decay,
                             factored_dense=factors, remat=cfg.model.remat)
         optimizer = compile_model(model, cfg.schedule, cfg.data.num_classes)
+        if microbatch.count_of(microbatch.split_train_step(model, cfg.model.microbatches)) > 1:
+            _LOG.info("each batch of %d in %d micro-batches of %d", cfg.schedule.batch_size,
+                      cfg.model.microbatches, cfg.schedule.batch_size // cfg.model.microbatches)
         checkpointer = callbacks.checkpoint.Checkpointer(
             model, optimizer, run.out.checkpoints, write_dir=run.scratch.checkpoints,
             max_to_keep=cfg.runtime.keep_checkpoints)

@@ -89,8 +89,10 @@ def test_layers_mode_prints_every_conv_and_dense_layer():
 @pytest.mark.slow
 def test_sweep_runs_fresh_processes_and_writes_csv_and_plots(tmp_path):
     out = tmp_path / "sweep"
-    lines = _bench("--batch_size=2,4", f"--sweep_output_dir={out}", timeout=1800)
+    lines = _bench("--batch_size=2,4", "--microbatches=2", f"--sweep_output_dir={out}",
+                   timeout=1800)
     assert [line["batch_size"] for line in lines] == [2, 4]
+    assert [line["microbatches"] for line in lines] == [2, 2]
     assert all(set(REQUIRED) <= set(line) for line in lines)
     with open(out / "bench.csv") as f:
         rows = list(csv.DictReader(f))
@@ -119,7 +121,8 @@ def test_layers_know_which_need_an_input_gradient():
 
 def test_bad_flags_fail_with_one_line():
     for args, message in ((["--mode=nonsense"], "--mode"), (["--batch_size=8,x"], "--batch_size"),
-                          (["--dtype=float16"], "--dtype=float16"), (["--height=100"], "--height")):
+                          (["--dtype=float16"], "--dtype=float16"), (["--height=100"], "--height"),
+                          (["--batch_size=6", "--microbatches=4"], "--microbatches=4")):
         result = subprocess.run([sys.executable, "-m", "mcnn_keras.cli.bench", *args],
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 1, result.stderr[-2000:]

@@ -75,6 +75,24 @@ def test_the_issue_targets_fit_22_gb_with_remat_only():
     assert memory.pick_batch_size(1024, 1280, "mixed_bfloat16", "full_res", 22 * GB) >= 128
 
 
+@pytest.mark.parametrize("dtype", list(memory.BYTES_PER_VALUE))
+def test_micro_batches_pick_larger_multiples_within_the_budget(dtype):
+    for budget in (8 * GB, 22 * GB):
+        whole = memory.pick_batch_size(1024, 1280, dtype, "none", budget)
+        for count in (2, 4, 8):
+            batch = memory.pick_batch_size(1024, 1280, dtype, "none", budget, count)
+            assert batch % count == 0 and batch > whole
+            assert memory.estimate_peak_bytes(1024, 1280, batch, dtype, "none", count) <= budget
+            assert memory.estimate_peak_bytes(1024, 1280, batch + count, dtype, "none",
+                                              count) > budget
+    # One micro-batch's activations: batch 16 in 2 costs what batch 8 does, plus
+    # the summed gradients and the other 8 images' uint8 bytes.
+    extra = memory.estimate_peak_bytes(1024, 1280, 16, dtype, "none", 2) - \
+        memory.estimate_peak_bytes(1024, 1280, 8, dtype)
+    gradients = 4 * model_cost(1024, 1280).parameters
+    assert gradients < extra < gradients + 1.5 * 8 * 2 * 1024 * 1280 * 3
+
+
 def test_too_small_a_budget_fails_with_one_line():
     with pytest.raises(ValueError, match="not even one 1024x1280 image fits the memory budget "
                        "of 1.00 GB"):

@@ -8,7 +8,8 @@ Every test starts real worker processes on 127.0.0.1 with TF_CONFIG
    the other worker left nothing in the model dir and cleaned its scratch dir;
 2. 2 workers x batch b == 1 worker x batch 2b (1e-5 relative): gradients are
    averaged across workers, not merely kept in sync; with the big dense
-   layer's gradient all-reduced and with it built from all-gathered factors;
+   layer's gradient all-reduced and with it built from all-gathered factors,
+   and in micro-batches;
 3. kill -9 of worker 1 (then of the chief) at a random step of epoch 2: the
    survivor fails within 60 s, and a restart finishes bitwise identical to an
    uninterrupted run;
@@ -120,16 +121,20 @@ def test_gradients_are_averaged_two_workers_b_equal_one_worker_2b(tmp_path):
     _, half, _ = run_job(data_dir, tmp_path, "half", num_workers=1, batch_size=2,
                          **dict(common, train_files=f"{data_dir}/train-00000-*.tfrecord"))
     worst = 0.0
-    # Both ways of syncing the big dense layer (factored_dense.py).
-    for mode, log in (("factors", "all-gathered sufficient factors"),
-                      ("allreduce", "all-reduced")):
-        results, two, _ = run_job(data_dir, tmp_path, f"two-{mode}", num_workers=2,
-                                  batch_size=2, dense_gradient=mode, **common)
+    # Both ways of syncing the big dense layer (factored_dense.py), and each
+    # worker's batch in micro-batches of one image (microbatch.py).
+    for mode, log, parts in (("factors", "all-gathered sufficient factors", 1),
+                             ("allreduce", "all-reduced", 1),
+                             ("factors", "all-gathered sufficient factors", 2)):
+        results, two, _ = run_job(data_dir, tmp_path, f"two-{mode}-{parts}", num_workers=2,
+                                  batch_size=2, dense_gradient=mode, microbatches=parts,
+                                  **common)
         assert f"first dense layer's gradient: {log}" in results[0].stderr
         assert_bitwise_equal(two[0], two[1], f"{mode}: worker 0 vs worker 1")
         diff = max(float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
                    for a, b in zip(two[0], one[0]))
-        assert diff <= 1e-5, f"{mode}: 2 workers x 2 vs 1 worker x 4: max relative diff {diff:.3g}"
+        assert diff <= 1e-5, (f"{mode}, {parts} micro-batches: 2 workers x 2 vs 1 worker x 4: "
+                              f"max relative diff {diff:.3g}")
         worst = max(worst, diff)
     # Training on worker 0's data alone (what 'synchronized but not averaged'
     # would give) is far away: the comparison above is meaningful.

@@ -7,6 +7,7 @@ creates the optimizer's momentum). docs/PERFORMANCE.md ("Why float32 batch
 16 stays above 1.3x without remat") reads these figures.
 
     taskset -c 1 python tools/probe_step_memory.py --batch_size=16 --dtype=float32
+    taskset -c 0 python tools/probe_step_memory.py --batch_size=16 --microbatches=2
 """
 
 import json
@@ -21,6 +22,7 @@ flags.DEFINE_integer("height", 1024, "Image height.")
 flags.DEFINE_integer("width", 1280, "Image width.")
 flags.DEFINE_integer("batch_size", 16, "Images per step.")
 flags.DEFINE_string("dtype", "float32", "Dtype policy.")
+flags.DEFINE_integer("microbatches", 1, "Micro-batches per step (--microbatches).")
 flags.DEFINE_integer("threads", 1, "Intra- and inter-op threads.")
 FLAGS = flags.FLAGS
 
@@ -40,7 +42,8 @@ def main(argv):
     out = {"import": _memory()}
     from mcnn_keras import bench  # pylint: disable=import-outside-toplevel
     setup = bench.Setup(height=FLAGS.height, width=FLAGS.width, batch_size=FLAGS.batch_size,
-                        dtype=FLAGS.dtype, mode="synthetic")
+                        dtype=FLAGS.dtype, microbatches=FLAGS.microbatches,
+                        mode="synthetic")
     model = bench._model(setup)  # pylint: disable=protected-access
     out["built"] = _memory()
     rng = np.random.default_rng(0)

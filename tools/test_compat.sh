@@ -37,6 +37,7 @@ exec python -m pytest -p no:cacheprovider -rfEs --junitxml="$xml" \
   tests/test_records.py \
   tests/test_dataset.py \
   tests/test_training.py \
+  tests/test_microbatch.py \
   tests/test_export.py \
   "tests/test_multiworker.py::test_two_workers_fit_with_validation" \
   tests/test_keras_multiworker_fix.py \

@@ -2,6 +2,7 @@ r"""mcnn-bench: training speed and memory of the M-CNN on this machine, as JSON 
 
     mcnn-bench --height=1024 --width=1280 --batch_size=8 --dtype=mixed_bfloat16
     mcnn-bench --mode=layers --batch_size=8 --steps=5        # where the time goes
+    mcnn-bench --batch_size=64 --microbatches=4              # 4 slices of 16 per step
     mcnn-bench --mode=pipeline --train_files='data/train-*.tfrecord'
     mcnn-bench --batch_size=8,16,32,64 --dtype=float32,mixed_bfloat16 \
         --sweep_output_dir=bench-out                          # CSV + Fig. 5a/5c plots
@@ -22,7 +23,7 @@ import json
 
 from absl import flags
 
-from mcnn_keras import bench, memory
+from mcnn_keras import bench, config, memory
 from mcnn_keras.cli import common
 from mcnn_keras.cli.paths import resolve_user_path
 
@@ -32,6 +33,8 @@ flags.DEFINE_integer("width", 1280, "Image width.")
 flags.DEFINE_list("batch_size", ["8"], "Batch size(s); a comma list runs a sweep.")
 flags.DEFINE_list("dtype", ["float32"], "float32 and/or mixed_bfloat16.")
 flags.DEFINE_list("remat", ["none"], "Recomputed pathways: none, full_res and/or all.")
+flags.DEFINE_integer("microbatches", 1, "Micro-batches per step: forward and backward one "
+                     "after the other, gradients applied once (mcnn_keras/microbatch.py).")
 flags.DEFINE_boolean("space_to_depth", False, "Run the full-resolution pathway's 5x5 convs "
                      "as 3x3 convs on the 2x2 space-to-depth image (same weights and "
                      "outputs; mcnn_keras/space_to_depth.py).")
@@ -64,14 +67,16 @@ def setups():
             if allowed is None and value < 1 or allowed is not None and value not in allowed:
                 raise ValueError(f"--{name}={value}: expected "
                                  f"{'one of ' + ', '.join(allowed) if allowed else '>= 1'}")
-    for name in ("steps", "peak_size"):
+    for name in ("steps", "peak_size", "microbatches"):
         if FLAGS[name].value < 1:
             raise ValueError(f"--{name} must be >= 1")
     train_files = ",".join(resolve_user_path(p) for p in FLAGS.train_files.split(",") if p)
+    for b in batches:
+        config.check_microbatches(b, FLAGS.microbatches)
     return [bench.Setup(height=FLAGS.height, width=FLAGS.width, batch_size=b, dtype=d,
-                        remat=r, space_to_depth=FLAGS.space_to_depth, mode=FLAGS.mode,
-                        steps=FLAGS.steps,
-                        warmup_steps=FLAGS.warmup_steps, train_files=train_files,
+                        remat=r, microbatches=FLAGS.microbatches,
+                        space_to_depth=FLAGS.space_to_depth, mode=FLAGS.mode,
+                        steps=FLAGS.steps, warmup_steps=FLAGS.warmup_steps, train_files=train_files,
                         num_records=FLAGS.num_records, peak_size=FLAGS.peak_size,
                         intra_op_threads=FLAGS.intra_op_threads,
                         inter_op_threads=FLAGS.inter_op_threads)
