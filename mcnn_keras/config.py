@@ -104,8 +104,9 @@ class ModelConfig:
     microbatches: int = option(
         1, "Split each per-replica batch into this many micro-batches, each run forward and "
         "backward in turn, and apply their averaged gradient once: the same update with one "
-        "micro-batch's activations in memory, nothing recomputed. Must divide --batch_size.",
-        minimum=1)
+        "micro-batch's activations in memory, nothing recomputed. Must divide --batch_size. "
+        "auto (or 0): the fewest whose step fits --memory_budget_gb by the memory model "
+        "(1 with --batch_size=auto).", minimum=0, auto=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +275,6 @@ def validate(cfg):
 
 def check_microbatches(batch_size, microbatches):
     """Raises ValueError unless `microbatches` slices a batch evenly (0 = auto picks so)."""
-    if batch_size % microbatches:
+    if microbatches and batch_size % microbatches:
         raise ValueError(f"--batch_size={batch_size} is not divisible by "
                          f"--microbatches={microbatches}")

@@ -1,11 +1,13 @@
 """Memory of a training step, analytically, and the batch that fits a budget.
 
-Plain Python (no TensorFlow): what `--batch_size=auto` and `mcnn-bench` use.
+Plain Python (no TensorFlow): what `--batch_size=auto`, `--microbatches=auto`
+and `mcnn-bench` use.
 The activations kept for the backward pass are the paper's Fig. 2 figure (one
 tensor per convolution, `topology.model_cost`), halved in bfloat16; the
 pathways chosen by `--remat` (`REMAT_MODES`) keep none of theirs and recompute
 them one image at a time instead (model.py), so only one image's worth of them
-is alive at once. Every step also holds its input images (`input_bytes`: the
+is alive at once; with `--microbatches=n` (microbatch.py) only one n-th of
+the batch's activations is. Every step also holds its input images (`input_bytes`: the
 scaled image every pathway reads, kept for the backward pass, and the uint8
 batches). The peak RSS of a training process is then estimated as
 `ACTIVATION_OVERHEAD` x (activations + inputs) + the weights' state +
@@ -16,7 +18,7 @@ Usage:
     activation_bytes(1024, 1280, 32)                        # 10.95e9 (Fig. 2)
     activation_bytes(1024, 1280, 32, "mixed_bfloat16")      # half of it
     pick_batch_size(1024, 1280, "float32", "full_res", 22e9)  # the largest that fits
-    cfg = resolve_batch_size(cfg)     # --batch_size=auto (0) -> a number, logged
+    cfg = resolve_memory(cfg)  # --batch_size/--microbatches=auto (0) -> numbers, logged
 """
 
 import json
@@ -43,9 +45,17 @@ BYTES_PER_VALUE = {"float32": 4, "mixed_bfloat16": 2}
 # Beyond weights, gradients and momentum (3 x 162 MiB at 1024 x 1280, from the
 # parameter count), RUNTIME_BYTES (TensorFlow, the shuffle buffer) and
 # ACTIVATION_OVERHEAD x B (gradients, the backward pass' temporaries) are the
-# round values with which the estimate covers all six: 1-7 % above them.
+# round values with which the estimate covers all six (B above counts the
+# uint8 batch twice; now UINT8_BATCH_COPIES times): 2-10 % above them. Five
+# `mcnn-bench` runs in micro-batches (float32 batch 16 in 2 and 4, 6.49 and
+# 4.76 GB; batch 64 in 2 and 4, 17.94 and 11.06 GB; bf16 batch 128 in 8, 9.44
+# GB; docs/PERFORMANCE.md) set the last two: the uint8 batch counts 4 times
+# (the step's, the prefetched one, copies the step makes of them) and a
+# micro-batched step MICROBATCH_BYTES more; then they too are 0-12 % below it.
 ACTIVATION_OVERHEAD = 1.40
 RUNTIME_BYTES = 1.3e9
+UINT8_BATCH_COPIES = 4
+MICROBATCH_BYTES = 0.65e9
 WEIGHT_COPIES = 3  # weights, gradients, momentum (float32 in every policy)
 # --memory_budget_gb=0: MemTotal minus this share (at least _MIN_MARGIN_BYTES)
 # for the system, the page cache and whatever else runs.
@@ -90,10 +100,11 @@ def activation_bytes(height, width, batch, dtype="float32", remat="none"):
 def input_bytes(height, width, batch, dtype="float32", microbatches=1):
     """Bytes of a step's input images: the scaled (padded) image in the compute
     dtype, which every pathway reads and the backward pass keeps (one
-    micro-batch's), and two uint8 batches (the step's and the one prefetched)."""
+    micro-batch's), and `UINT8_BATCH_COPIES` uint8 batches."""
     h, w = padded_size(height), padded_size(width)
     micro = batch // microbatches
-    return micro * h * w * 3 * _bytes_per_value(dtype) + batch * 2 * height * width * 3
+    return (micro * h * w * 3 * _bytes_per_value(dtype)
+            + batch * UINT8_BATCH_COPIES * height * width * 3)
 
 
 def weight_copies(microbatches=1):
@@ -110,7 +121,8 @@ def estimate_peak_bytes(height, width, batch, dtype="float32", remat="none", mic
     weights = weight_copies(microbatches) * 4 * model_cost(height, width).parameters
     kept = (activation_bytes(height, width, batch // microbatches, dtype, remat)
             + input_bytes(height, width, batch, dtype, microbatches))
-    return ACTIVATION_OVERHEAD * kept + weights + RUNTIME_BYTES
+    runtime = RUNTIME_BYTES + (MICROBATCH_BYTES if microbatches > 1 else 0)
+    return ACTIVATION_OVERHEAD * kept + weights + runtime
 
 
 def pick_batch_size(height, width, dtype, remat, budget_bytes, microbatches=1):
@@ -175,18 +187,59 @@ def default_budget_bytes(meminfo_path="/proc/meminfo", environ=None):
     return budget, why
 
 
-def resolve_batch_size(cfg, meminfo_path="/proc/meminfo", environ=None):
-    """`cfg` (a `config.TrainConfig`) with batch_size 0 (auto) replaced by a pick.
+def fewest_microbatches(height, width, dtype, remat, batch, budget_bytes):
+    """The fewest micro-batches dividing `batch` whose step fits the budget, or None."""
+    return next((n for n in range(1, batch + 1) if batch % n == 0 and estimate_peak_bytes(
+        height, width, batch, dtype, remat, n) <= budget_bytes), None)
 
-    Needs the image size resolved. Logs what it picked and why.
+
+def _budget(schedule, meminfo_path, environ):
+    if schedule.memory_budget_gb:
+        return schedule.memory_budget_gb * 1e9, "--memory_budget_gb"
+    return default_budget_bytes(meminfo_path, environ)
+
+
+def resolve_memory(cfg, meminfo_path="/proc/meminfo", environ=None):
+    """`cfg` (a `config.TrainConfig`) with `--batch_size=auto` and
+    `--microbatches=auto` (0) replaced by picks for the memory budget.
+
+    Needs the image size resolved. Logs what it picked and why; warns when a
+    given batch and micro-batch count exceed the budget (such a process is
+    likely to be killed for lack of memory) and names the count that fits.
     """
     schedule, model, data = cfg.schedule, cfg.model, cfg.data
-    if schedule.batch_size:
-        return cfg
-    if schedule.memory_budget_gb:
-        budget, why = schedule.memory_budget_gb * 1e9, "--memory_budget_gb"
-    else:
-        budget, why = default_budget_bytes(meminfo_path, environ)
+    size = (data.height, data.width, model.dtype, model.remat)
+    budget, why = _budget(schedule, meminfo_path, environ)
+    if not schedule.batch_size:
+        return _pick_batch(cfg.replace(microbatches=model.microbatches or 1), budget, why)
+    if not model.microbatches:
+        parts = fewest_microbatches(*size, schedule.batch_size, budget)
+        if parts is None:
+            raise ValueError(
+                f"--microbatches=auto: --batch_size={schedule.batch_size} does not fit the "
+                f"{budget / 1e9:.2f} GB memory budget ({why}) even one image at a time; "
+                f"raise --memory_budget_gb, use --remat or --dtype=mixed_bfloat16")
+        _LOG.info("--microbatches=auto: %d micro-batches of %d images: the fewest whose step "
+                  "fits the %.2f GB memory budget (%s), estimated peak %.2f GB", parts,
+                  schedule.batch_size // parts, budget / 1e9, why,
+                  estimate_peak_bytes(*size[:2], schedule.batch_size, *size[2:], parts) / 1e9)
+        return cfg.replace(microbatches=parts)
+    peak = estimate_peak_bytes(*size[:2], schedule.batch_size, *size[2:], model.microbatches)
+    if peak > budget:
+        parts = fewest_microbatches(*size, schedule.batch_size, budget)
+        _LOG.warning(
+            "--batch_size=%d (%dx%d, %s, remat %s, micro-batches %d) needs about %.1f GB by "
+            "the memory model (mcnn_keras/memory.py), more than the %.2f GB budget (%s): the "
+            "process may be killed for lack of memory. %s", schedule.batch_size, *size,
+            model.microbatches, peak / 1e9, budget / 1e9, why,
+            f"--microbatches={parts} fits (the same update)." if parts else
+            "Use a smaller batch, --remat or --dtype=mixed_bfloat16.")
+    return cfg
+
+
+def _pick_batch(cfg, budget, why):
+    """cfg with `--batch_size=auto` replaced by `pick_batch_size`, logged."""
+    model, data = cfg.model, cfg.data
     parts = model.microbatches
     batch = pick_batch_size(data.height, data.width, model.dtype, model.remat, budget, parts)
     act = activation_bytes(data.height, data.width, batch // parts, model.dtype, model.remat)

@@ -316,7 +316,7 @@ def train(cfg, extra_callbacks=()):
 
 
 def _train(cfg, extra_callbacks, chief):
-    cfg = config.validate(memory.resolve_batch_size(resolve_image_size(cfg)))  # auto -> a pick
+    cfg = config.validate(memory.resolve_memory(resolve_image_size(cfg)))  # auto -> picks
     out = run_dir.RunDir(cfg.runtime.model_dir)
     changed = out.check_resume(cfg) if chief else {}  # before anything is built
     if chief:
