@@ -17,10 +17,10 @@ def _batch(seed=0):
             rng.integers(0, 13, (BATCH,)))
 
 
-def _train(count, dtype="float32", steps=2):
+def _train(count, dtype="float32", steps=2, remat="none"):
     """(per-step logs, final weights) of `steps` steps of an M-CNN in `count` micro-batches."""
     keras.utils.set_random_seed(1)
-    model = build_model(SIZE, SIZE, dtype_policy=dtype, weight_decay=5e-5)
+    model = build_model(SIZE, SIZE, dtype_policy=dtype, weight_decay=5e-5, remat=remat)
     training.compile_model(model, config.ScheduleConfig(), 13)
     model.optimizer.learning_rate.assign(0.3)  # steps that move the weights visibly
     microbatch.split_train_step(model, count)
@@ -44,6 +44,12 @@ def test_micro_batches_give_the_whole_batch_update(count):
     keras.utils.set_random_seed(1)
     start = build_model(SIZE, SIZE).get_weights()
     assert _relative_diff(whole, start) > 1e-2
+
+
+def test_micro_batches_combine_with_remat():
+    _, whole = _train(1)
+    _, weights = _train(2, remat="full_res")
+    assert _relative_diff(weights, whole) < 1e-5
 
 
 def test_micro_batches_in_bfloat16_stay_within_bf16_rounding():
