@@ -208,31 +208,32 @@ def resolve_memory(cfg, meminfo_path="/proc/meminfo", environ=None):
     likely to be killed for lack of memory) and names the count that fits.
     """
     schedule, model, data = cfg.schedule, cfg.model, cfg.data
-    size = (data.height, data.width, model.dtype, model.remat)
     budget, why = _budget(schedule, meminfo_path, environ)
     if not schedule.batch_size:
         return _pick_batch(cfg.replace(microbatches=model.microbatches or 1), budget, why)
+    batch = schedule.batch_size
+    fewest = fewest_microbatches(data.height, data.width, model.dtype, model.remat, batch,
+                                 budget)
     if not model.microbatches:
-        parts = fewest_microbatches(*size, schedule.batch_size, budget)
-        if parts is None:
+        if fewest is None:
             raise ValueError(
-                f"--microbatches=auto: --batch_size={schedule.batch_size} does not fit the "
+                f"--microbatches=auto: --batch_size={batch} does not fit the "
                 f"{budget / 1e9:.2f} GB memory budget ({why}) even one image at a time; "
                 f"raise --memory_budget_gb, use --remat or --dtype=mixed_bfloat16")
         _LOG.info("--microbatches=auto: %d micro-batches of %d images: the fewest whose step "
-                  "fits the %.2f GB memory budget (%s), estimated peak %.2f GB", parts,
-                  schedule.batch_size // parts, budget / 1e9, why,
-                  estimate_peak_bytes(*size[:2], schedule.batch_size, *size[2:], parts) / 1e9)
-        return cfg.replace(microbatches=parts)
-    peak = estimate_peak_bytes(*size[:2], schedule.batch_size, *size[2:], model.microbatches)
+                  "fits the %.2f GB memory budget (%s), estimated peak %.2f GB", fewest,
+                  batch // fewest, budget / 1e9, why, estimate_peak_bytes(
+                      data.height, data.width, batch, model.dtype, model.remat, fewest) / 1e9)
+        return cfg.replace(microbatches=fewest)
+    peak = estimate_peak_bytes(data.height, data.width, batch, model.dtype, model.remat,
+                               model.microbatches)
     if peak > budget:
-        parts = fewest_microbatches(*size, schedule.batch_size, budget)
         _LOG.warning(
             "--batch_size=%d (%dx%d, %s, remat %s, micro-batches %d) needs about %.1f GB by "
             "the memory model (mcnn_keras/memory.py), more than the %.2f GB budget (%s): the "
-            "process may be killed for lack of memory. %s", schedule.batch_size, *size,
-            model.microbatches, peak / 1e9, budget / 1e9, why,
-            f"--microbatches={parts} fits (the same update)." if parts else
+            "process may be killed for lack of memory. %s", batch, data.height, data.width,
+            model.dtype, model.remat, model.microbatches, peak / 1e9, budget / 1e9, why,
+            f"--microbatches={fewest} fits (the same update)." if fewest else
             "Use a smaller batch, --remat or --dtype=mixed_bfloat16.")
     return cfg
 

@@ -198,7 +198,8 @@ def _build(cfg, run):
                             dtype_policy=cfg.model.dtype, weight_decay=cfg.model.weight_decay,
                             factored_dense=factors, remat=cfg.model.remat)
         optimizer = compile_model(model, cfg.schedule, cfg.data.num_classes)
-        if microbatch.count_of(microbatch.split_train_step(model, cfg.model.microbatches)) > 1:
+        microbatch.split_train_step(model, cfg.model.microbatches)
+        if cfg.model.microbatches > 1:
             _LOG.info("each batch of %d in %d micro-batches of %d", cfg.schedule.batch_size,
                       cfg.model.microbatches, cfg.schedule.batch_size // cfg.model.microbatches)
         checkpointer = callbacks.checkpoint.Checkpointer(
