@@ -10,7 +10,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    if name in __all__:
-        from mcnn_keras import model  # pylint: disable=import-outside-toplevel
-        return getattr(model, name)
+    if name == "build_model":
+        from mcnn_keras.model import network  # pylint: disable=import-outside-toplevel
+        return network.build_model
+    if name == "model_cost":
+        from mcnn_keras.model import topology  # pylint: disable=import-outside-toplevel
+        return topology.model_cost
     raise AttributeError(f"module 'mcnn_keras' has no attribute {name!r}")

@@ -6,7 +6,7 @@ with label i % num_classes, so a test can see which record went where.
 
 import numpy as np
 
-from mcnn_keras import records
+from mcnn_keras.io import records
 
 
 def write_indexed_dataset(directory, prefix, count, num_shards, height=128, width=128,
@@ -45,7 +45,7 @@ def bars_split_dir(directory, num_train, num_val, train_shards):
 
 def small_run_config(data_dir, model_dir, **overrides):
     """A TrainConfig for a few fast epochs on `write_bars_dataset` data."""
-    from mcnn_keras import config  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
     args = dict(train_files=f"{data_dir}/train-*.tfrecord",
                 val_files=f"{data_dir}/val-*.tfrecord", model_dir=str(model_dir),
                 height=128, width=128, batch_size=8, epochs=2, base_lr=0.02,
@@ -65,7 +65,7 @@ def checkpoint_weights(model_dir):
 
 def one_epoch_run(tmp_path_factory, num_train, num_val, train_shards):
     """A run directory trained for one epoch on bars data (its export written)."""
-    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
     data = bars_split_dir(tmp_path_factory.mktemp("bars"), num_train, num_val, train_shards)
     run = tmp_path_factory.mktemp("run")
     training.train(small_run_config(data, run, epochs=1, tensorboard=False))

@@ -5,24 +5,25 @@
     results = run_workers([sys.executable, "-c", CODE], configs, timeout_s=120)
     assert all(r.returncode == 0 for r in results), format_results(results)
 
-`run_workers` starts all workers at once (each with its own TF_CONFIG, quiet
-TensorFlow logs, the repo on PYTHONPATH), waits for them with a deadline,
+`run_workers` starts all workers at once as a `core.processes.WorkerGroup`
+(each with its own TF_CONFIG, quiet TensorFlow logs, the repo on PYTHONPATH
+from `core.repo.python_path`), waits for them with a deadline,
 kills whatever is still running at the deadline (marking it `timed_out`) and
 returns every worker's exit code and output.
 """
 
-import dataclasses
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 
-from mcnn_keras.cluster import free_ports
+from mcnn_keras.core.cluster import free_ports, local_tf_configs
+from mcnn_keras.core.processes import WorkerExit, WorkerGroup, signal_group
+from mcnn_keras.core.repo import REPO_ROOT as _REPO_ROOT, python_path
 
-REPO_ROOT = pathlib.Path(os.path.abspath(__file__)).parent.parent
+REPO_ROOT = pathlib.Path(_REPO_ROOT)
 
 
 def tf_configs(ports, chief=False):
@@ -30,13 +31,12 @@ def tf_configs(ports, chief=False):
 
     With `chief=True` the first port is a 'chief' task and the rest workers.
     """
-    addresses = [f"127.0.0.1:{port}" for port in ports]
-    if chief:
-        cluster = {"chief": addresses[:1], "worker": addresses[1:]}
-        tasks = [("chief", 0)] + [("worker", i) for i in range(len(ports) - 1)]
-    else:
-        cluster = {"worker": addresses}
-        tasks = [("worker", i) for i in range(len(ports))]
+    configs = local_tf_configs(len(ports), ports=list(ports))
+    if not chief:
+        return configs
+    addresses = json.loads(configs[0])["cluster"]["worker"]
+    cluster = {"chief": addresses[:1], "worker": addresses[1:]}
+    tasks = [("chief", 0)] + [("worker", i) for i in range(len(ports) - 1)]
     return [json.dumps({"cluster": cluster, "task": {"type": t, "index": i}})
             for t, i in tasks]
 
@@ -46,41 +46,24 @@ def worker_env(tf_config=None, extra=None):
     env = dict(os.environ)
     env.pop("TF_CONFIG", None)
     env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow",
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                            env.get("PYTHONPATH")]))})
+                "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path(env)})
     if tf_config is not None:
         env["TF_CONFIG"] = tf_config
     env.update(extra or {})
     return env
 
 
-@dataclasses.dataclass
-class WorkerResult:
-    index: int
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-    timed_out: bool = False
-
-
 def start_worker(command, tf_config=None, extra_env=None, cwd=None):
-    """Starts one worker process (own process group, output to pipes)."""
+    """Starts one worker process (own process group, output to pipes), for tests that
+    start workers one by one; `run_workers` starts a whole `WorkerGroup`."""
     return subprocess.Popen(command, env=worker_env(tf_config, extra_env), cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
-def _kill_group(proc, sig=signal.SIGKILL):
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def wait_workers(procs, timeout_s, started=None):
-    """Waits for started workers; kills any still running after `timeout_s`."""
+    """Waits for `start_worker` processes; kills the groups still running after
+    `timeout_s`. Returns `processes.WorkerExit`s."""
     started = started or time.monotonic()
     deadline = started + timeout_s
     results = []
@@ -90,32 +73,26 @@ def wait_workers(procs, timeout_s, started=None):
             out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc)
+            signal_group(proc.pid)
             out, err = proc.communicate()
-        results.append(WorkerResult(index, proc.returncode, out, err,
-                                    time.monotonic() - started, timed_out))
+        results.append(WorkerExit(index, proc.pid, proc.returncode,
+                                  time.monotonic() - started, out, err, timed_out))
     return results
 
 
 def run_workers(command, tf_config_list, timeout_s=180, extra_env=None, cwd=None):
-    """Runs one `command` per TF_CONFIG concurrently; returns `WorkerResult`s.
+    """Runs one `command` per TF_CONFIG concurrently; returns `processes.WorkerExit`s.
 
     `command` is a list, or a function of the worker index returning a list;
     `extra_env` a dict, or a function of the worker index returning a dict.
+    Every worker runs to its end (no stop on failure) or to the deadline.
     """
-    started = time.monotonic()
-    procs = []
-    try:
-        for i, tf_config in enumerate(tf_config_list):
-            cmd = command(i) if callable(command) else command
-            env = extra_env(i) if callable(extra_env) else extra_env
-            procs.append(start_worker(cmd, tf_config, env, cwd))
-        return wait_workers(procs, timeout_s, started)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                _kill_group(proc)
-                proc.wait()
+    n = len(tf_config_list)
+    commands = [command(i) if callable(command) else command for i in range(n)]
+    envs = [worker_env(tf_config, extra_env(i) if callable(extra_env) else extra_env)
+            for i, tf_config in enumerate(tf_config_list)]
+    group = WorkerGroup(commands, envs=envs, cwd=cwd, output="capture")
+    return group.run(timeout_s=timeout_s, stop_on_failure=False).exits
 
 
 def format_results(results, tail=3000):
@@ -142,7 +119,7 @@ TRAIN_SAVING_WEIGHTS = [sys.executable, str(REPO_ROOT / "tests" / "train_saving_
 
 def write_data(directory, num_train=48, num_val=16, num_shards=4, num_val_shards=2, seed=3):
     """Synthetic SIZE x SIZE shards (train-* and val-*) in `directory`."""
-    from mcnn_keras import synthetic  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.data.synthetic import generator as synthetic  # pylint: disable=import-outside-toplevel
     synthetic.write_synthetic_dataset(str(directory), SIZE, SIZE, num_train=num_train,
                                       num_val=num_val, num_shards=num_shards,
                                       num_val_shards=num_val_shards, seed=seed, progress=False)
@@ -198,9 +175,9 @@ def kill_at_checkpoint(command, env, checkpoint_index, victim, timeout_s=240):
                 wait_workers(procs, 10))
             time.sleep(0.05)
         assert checkpoint_index.exists(), f"no checkpoint {checkpoint_index}"
-        os.killpg(procs[victim].pid, signal.SIGKILL)
+        signal_group(procs[victim].pid)
         return wait_workers(procs, 90)
     finally:
         for proc in procs:
             if proc.poll() is None:
-                _kill_group(proc)
+                signal_group(proc.pid)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from mcnn_keras import atomic, plots
+from mcnn_keras.io import atomic
+from mcnn_keras.io import plots
 
 
 def names(directory):

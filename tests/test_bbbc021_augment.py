@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mcnn_keras.conversion import augment
+from mcnn_keras.data.conversion import augment
 
 
 def test_dihedral_variants_square_and_rectangular():

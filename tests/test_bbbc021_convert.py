@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from mcnn_keras import classes
-from mcnn_keras.bbbc021 import convert, fixture
-from mcnn_keras.conversion import augment
+from mcnn_keras.data import classes
+from mcnn_keras.data.bbbc021 import convert, fixture
+from mcnn_keras.data.conversion import augment
+from mcnn_keras.data.conversion import job
+from mcnn_keras.data.bbbc021 import options as bbbc021_options
 
 HEIGHT, WIDTH = 64, 80
 
@@ -45,7 +47,7 @@ def labelled_rows(root):
 
 
 def options(root, out, **kwargs):
-    return convert.ConvertOptions(str(root), str(out), height=HEIGHT, width=WIDTH,
+    return bbbc021_options.ConvertOptions(str(root), str(out), height=HEIGHT, width=WIDTH,
                                   num_shards=3, **kwargs)
 
 
@@ -268,11 +270,11 @@ def test_binary_reports_one_line_error(bbbc021, tmp_path):
 
 def test_dataset_a_writes_the_shape_preserving_dihedral_variants(bbbc021, tmp_path):
     """Non-square fields get identity, both mirrors and the 180 degree rotation."""
-    from mcnn_keras import records  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io import records  # pylint: disable=import-outside-toplevel
     manifest = convert.convert(options(bbbc021, tmp_path, dataset="A"), progress=False)
     assert manifest["records_per_field"] == {"train": 4, "val": 1}
-    square = convert.ConvertOptions("in", "out", dataset="A", height=WIDTH, width=WIDTH)
-    assert convert.variants_per_field(square, True) == 8  # square fields: the full D4
+    square = bbbc021_options.ConvertOptions("in", "out", dataset="A", height=WIDTH, width=WIDTH)
+    assert job.variants_per_field(square, True) == 8  # square fields: the full D4
     by_field = {}
     for path in glob.glob(str(tmp_path / "train-*.tfrecord")):
         for image, label, meta in records.read_examples(path):

@@ -5,18 +5,21 @@ import os
 
 import pytest
 
-from mcnn_keras import classes, config
-from mcnn_keras.bbbc021 import convert, fixture
+from mcnn_keras.data import classes
+from mcnn_keras.train import config
+from mcnn_keras.data.bbbc021 import convert, fixture
+from mcnn_keras.data.bbbc021 import options
 
 
 @pytest.mark.slow
 def test_fixture_convert_train_evaluate(tmp_path):
-    from mcnn_keras import evaluation, training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.serve import evaluation  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
     root = tmp_path / "bbbc021"
     summary = fixture.write_fixture(str(root), 128, 128, plates=2, sites=2,
                                     compounds_per_class=1, seed=0, progress=False)
     data = tmp_path / "data"
-    manifest = convert.convert(convert.ConvertOptions(
+    manifest = convert.convert(options.ConvertOptions(
         str(root), str(data), height=128, width=128, split="random", val_fraction=0.25,
         num_shards=2), progress=False)
     assert manifest["counts"]["per_class"] == summary["labelled_fields"]
@@ -35,7 +38,12 @@ def test_fixture_convert_train_evaluate(tmp_path):
     per_treatment = report["per_treatment"]
     val_treatments = {(t["compound"], t["concentration"]) for t in per_treatment["treatments"]}
     assert per_treatment["num_treatments"] == len(val_treatments) > 0
-    assert 0.0 <= per_treatment["accuracy"] <= 1.0
+    rows = per_treatment["treatments"]
+    assert per_treatment["num_correct"] == sum(t["correct"] for t in rows)
+    assert per_treatment["accuracy"] == pytest.approx(per_treatment["num_correct"] / len(rows))
+    assert all(t["correct"] == (t["predicted"] == t["label"]) for t in rows)
     for name in ("confusion_matrix.csv", "confusion_matrix.png", "metrics.json"):
         assert os.path.exists(tmp_path / "eval" / name)
-    json.load(open(tmp_path / "eval" / "metrics.json"))
+    with open(tmp_path / "eval" / "metrics.json") as f:
+        written = json.load(f)
+    assert written["images"] == report["images"]

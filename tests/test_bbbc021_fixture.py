@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from mcnn_keras import classes
-from mcnn_keras.bbbc021 import fixture, metadata
+from mcnn_keras.data import classes
+from mcnn_keras.data.bbbc021 import fixture, metadata
 
 FOLDER = re.compile(r"^Week\d+_\d{5}$")
 FILE = re.compile(r"^Week\d+_\d{6}_[B-G]\d\d_s(\d)_w([124])[0-9A-F-]{36}\.tif$")

@@ -4,7 +4,7 @@ import collections
 
 import pytest
 
-from mcnn_keras.bbbc021 import fixture, metadata
+from mcnn_keras.data.bbbc021 import fixture, metadata
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from mcnn_keras import classes
-from mcnn_keras.bbbc021 import metadata
-from mcnn_keras.conversion import splits
+from mcnn_keras.data import classes
+from mcnn_keras.data.conversion import splits
+from mcnn_keras.data.conversion import field
 
 
 def make_fields():
@@ -13,7 +13,7 @@ def make_fields():
         for moa, compounds in classes.COMPOUNDS_BY_CLASS.items():
             for compound in compounds:
                 for site in "12":
-                    fields.append(metadata.FieldOfView(
+                    fields.append(field.FieldOfView(
                         plate, "B02", site, plate[4], compound, "1.0", moa, ("a", "b", "c"), row))
                     row += 1
     return fields

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 import mcnn_keras
-from mcnn_keras import bench, bench_layers
+from mcnn_keras.experiments.bench import throughput as bench
+from mcnn_keras.experiments.bench import layers as bench_layers
 
 REQUIRED = ("images_per_s", "gflops_per_s", "peak_gflops_per_s", "fraction_of_peak",
             "peak_rss_bytes", "activation_bytes", "rss_over_activations", "cpu", "height",

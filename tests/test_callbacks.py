@@ -6,9 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from mcnn_keras import callbacks
-from mcnn_keras.callbacks.metrics_logger import read_metrics
-from mcnn_keras.schedule import LinearScalingSchedule
+from mcnn_keras.train.callbacks import lr_scheduler
+from mcnn_keras.train.callbacks import metrics_logger
+from mcnn_keras.train.callbacks import target_accuracy
+from mcnn_keras.train.callbacks import throughput
+from mcnn_keras.train.callbacks.metrics_logger import read_metrics
+from mcnn_keras.train.schedule import LinearScalingSchedule
 
 
 class RecordLearningRate(keras.callbacks.Callback):
@@ -42,7 +45,7 @@ SCHEDULE = LinearScalingSchedule(base_lr=0.01, global_batch=16, reference_batch_
 def test_learning_rate_follows_the_schedule_every_step_and_after_resume():
     model, record = tiny_model(), RecordLearningRate()
     history = model.fit(*DATA, batch_size=8, epochs=3, verbose=0, shuffle=False,
-                        callbacks=[callbacks.StepLearningRateScheduler(SCHEDULE), record])
+                        callbacks=[lr_scheduler.StepLearningRateScheduler(SCHEDULE), record])
     assert [s for s, _ in record.seen] == list(range(12))
     for step, lr in record.seen:
         assert lr == pytest.approx(SCHEDULE(step), rel=1e-6)
@@ -53,7 +56,7 @@ def test_learning_rate_follows_the_schedule_every_step_and_after_resume():
     resumed.optimizer.build(resumed.trainable_variables)
     resumed.optimizer.iterations.assign(7)
     resumed.fit(*DATA, batch_size=8, epochs=1, steps_per_epoch=3, verbose=0,
-                callbacks=[callbacks.StepLearningRateScheduler(SCHEDULE), record])
+                callbacks=[lr_scheduler.StepLearningRateScheduler(SCHEDULE), record])
     assert [s for s, _ in record.seen] == [7, 8, 9]
     for step, lr in record.seen:
         assert lr == pytest.approx(SCHEDULE(step), rel=1e-6)
@@ -66,9 +69,9 @@ def test_throughput_reports_images_per_second_to_the_logs():
         def __call__(self):
             Clock.now += 0.5  # every call advances half a second
             return Clock.now
-    throughput = callbacks.Throughput(global_batch_size=8, clock=Clock())
+    meter = throughput.Throughput(global_batch_size=8, clock=Clock())
     history = tiny_model().fit(*DATA, batch_size=8, epochs=2, verbose=0,
-                               callbacks=[throughput])
+                               callbacks=[meter])
     rates = history.history["images_per_s"]
     assert len(rates) == 2 and all(r == pytest.approx(16.0) for r in rates)
     assert history.history["wall_s"][1] > history.history["wall_s"][0]
@@ -78,13 +81,13 @@ def test_metrics_logger_writes_one_json_line_per_epoch_and_replaces_redone_epoch
     path = scratch_dir / "metrics.jsonl"
     model = tiny_model()
     model.fit(*DATA, batch_size=8, epochs=2, verbose=0,
-              callbacks=[callbacks.MetricsLogger(str(path), extra={"global_batch": 8})])
+              callbacks=[metrics_logger.MetricsLogger(str(path), extra={"global_batch": 8})])
     lines = read_metrics(path)
     assert [l["epoch"] for l in lines] == [1, 2]
     assert {"loss", "top1", "global_batch"} <= set(lines[0])
     # A resume that redoes epoch 2 and adds 3 keeps one line per epoch.
     model.fit(*DATA, batch_size=8, initial_epoch=1, epochs=3, verbose=0,
-              callbacks=[callbacks.MetricsLogger(str(path))])
+              callbacks=[metrics_logger.MetricsLogger(str(path))])
     assert [l["epoch"] for l in read_metrics(path)] == [1, 2, 3]
     assert all(json.loads(line) for line in path.read_text().splitlines())
     assert [p.name for p in scratch_dir.iterdir()] == ["metrics.jsonl"]
@@ -98,7 +101,7 @@ def test_stop_at_target_accuracy():
     model.compile(keras.optimizers.SGD(0.5),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1")])
-    stop = callbacks.StopAtTargetAccuracy(0.9, monitor="val_top1")
+    stop = target_accuracy.StopAtTargetAccuracy(0.9, monitor="val_top1")
     history = model.fit(x, y, validation_data=(x, y), epochs=50, verbose=0, callbacks=[stop])
     assert stop.reached_epoch is not None and len(history.history["loss"]) == stop.reached_epoch + 1
     assert history.history["val_top1"][-1] >= 0.9 and len(history.history["loss"]) < 50
@@ -106,7 +109,8 @@ def test_stop_at_target_accuracy():
 
 
 def test_periodic_checkpoint_saves_every_n_global_steps_after_resume(scratch_dir):
-    from mcnn_keras.callbacks.checkpoint import Checkpointer, PeriodicCheckpoint
+    from mcnn_keras.train.callbacks.checkpoint import PeriodicCheckpoint
+    from mcnn_keras.train.checkpoints import Checkpointer
     model = tiny_model()
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(4)  # as restored from a checkpoint at step 4
@@ -120,10 +124,38 @@ def test_periodic_checkpoint_saves_every_n_global_steps_after_resume(scratch_dir
 
 
 def test_an_accuracy_equal_to_the_target_in_float32_reaches_it():
-    stop = callbacks.StopAtTargetAccuracy(0.95)
+    stop = target_accuracy.StopAtTargetAccuracy(0.95)
     stop.set_model(tiny_model())
     stop.on_train_begin()
     stop.on_epoch_end(0, {"val_top1": float(np.float32(246 / 260))})  # 0.946
     assert stop.reached_epoch is None
     stop.on_epoch_end(1, {"val_top1": float(np.float32(247 / 260))})  # 0.9499999881
     assert stop.reached_epoch == 1 and stop.model.stop_training
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: throughput.Throughput(global_batch_size=0), "global_batch_size"),
+    (lambda: throughput.Throughput(global_batch_size=8, clock=3.0), "clock"),
+    (lambda: metrics_logger.MetricsLogger(42), "path"),
+    (lambda: metrics_logger.MetricsLogger("m.jsonl", extra=[1]), "extra"),
+    (lambda: lr_scheduler.StepLearningRateScheduler(0.1), "schedule"),
+    (lambda: target_accuracy.StopAtTargetAccuracy(1.5), "target"),
+])
+def test_callbacks_refuse_bad_arguments_when_made(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_checkpoint_and_divergence_callbacks_refuse_bad_arguments_when_made():
+    from mcnn_keras.train.callbacks.checkpoint import PeriodicCheckpoint  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train.callbacks.divergence import StopOnDivergence  # pylint: disable=import-outside-toplevel
+    with pytest.raises(ValueError, match="checkpointer"):
+        PeriodicCheckpoint(object())
+    saver = type("Saver", (), {"save": lambda self, step: None})()
+    with pytest.raises(ValueError, match="every_n_steps"):
+        PeriodicCheckpoint(saver, every_n_steps=-1)
+    with pytest.raises(ValueError, match="agree"):
+        PeriodicCheckpoint(saver, agree=True)
+    with pytest.raises(ValueError, match="monitor"):
+        StopOnDivergence(monitor="")
+    assert PeriodicCheckpoint(saver, every_n_steps=5).every_n_steps == 5

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import dataset, records
+from mcnn_keras.data import dataset
+from mcnn_keras.io import records
 from mcnn_keras.cli import common
 from cli_util import assert_one_line_error, run_train, tree_digest
 from data_util import bars_split_dir

@@ -17,9 +17,9 @@ import uuid
 import numpy as np
 import pytest
 
-from mcnn_keras import records
-from mcnn_keras.bbbc021 import fixture
-from mcnn_keras.run_dir import LOCK
+from mcnn_keras.io import records
+from mcnn_keras.data.bbbc021 import fixture
+from mcnn_keras.train.run_dir import LOCK
 from cli_util import assert_one_line_error, run_binary, run_train, train_command, tree_digest
 from data_util import bars_split_dir
 

@@ -1,4 +1,4 @@
-"""mcnn_keras.cluster: TF_CONFIG validation, Slurm, local ports; no TensorFlow."""
+"""mcnn_keras.core.cluster: TF_CONFIG validation, Slurm, local ports; no TensorFlow."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mcnn_keras import cluster
+from mcnn_keras.core import cluster
 import multiworker_util as mw
 
 GOOD = {"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]},
@@ -51,7 +51,7 @@ BAD_CONFIGS = {
 
 
 def test_import_does_not_import_tensorflow():
-    code = ("import sys, mcnn_keras.cluster; assert 'tensorflow' not in sys.modules, "
+    code = ("import sys, mcnn_keras.core.cluster; assert 'tensorflow' not in sys.modules, "
             "sorted(m for m in sys.modules if m.startswith('mcnn_keras'))")
     result = subprocess.run(mw.python_command(code), env=mw.worker_env(),
                             capture_output=True, text=True, timeout=60)

@@ -7,9 +7,11 @@ from absl import flags
 import pytest
 
 from cli_util import defined_flags
-from mcnn_keras import config, run_dir
-from mcnn_keras.bbbc021.options import ConvertOptions
+from mcnn_keras.train import config
+from mcnn_keras.train import run_dir
+from mcnn_keras.data.bbbc021.options import ConvertOptions
 from mcnn_keras.cli import config_flags
+from mcnn_keras.core.options import check_fields
 
 
 def own_flags(module_name):
@@ -34,6 +36,71 @@ def test_every_conversion_option_has_a_flag_and_every_flag_an_option():
     assert set(defined) == options | {"progress", "staging_dir"}
     assert defined["bbbc021_dir"] is None  # required: no silent default
     assert defined["num_shards"] == ConvertOptions().num_shards
+
+
+# Every binary but mcnn-train (above): its options dataclasses (module, class
+# name) and the flags it defines by hand (the converters' shared ones).
+BINARY_OPTIONS = {
+    "evaluate": ([("mcnn_keras.serve.evaluation_options", "EvaluateOptions")], ()),
+    "export": ([("mcnn_keras.export.options", "ExportOptions")], ()),
+    "synthetic": ([("mcnn_keras.data.synthetic.options", "SyntheticOptions")], ()),
+    "bbbc021_fixture": ([("mcnn_keras.data.bbbc021.fixture_options", "FixtureOptions")], ()),
+    "launch": ([("mcnn_keras.train.launch_options", "LaunchOptions")], ()),
+    "scaling_model": ([("mcnn_keras.experiments.scaling_options", "ScalingModelOptions")], ()),
+    "bench": ([("mcnn_keras.experiments.bench.options", "BenchOptions")], ()),
+    "ttt": ([("mcnn_keras.experiments.ttt.options", "TTTOptions")], ()),
+    "profile": ([("mcnn_keras.profiling.options", "ProfileOptions")], ()),
+    "predict": ([("mcnn_keras.serve.predict.options", "PredictOptions")], ()),
+    "convert_bbbc021": ([("mcnn_keras.data.bbbc021.options", "ConvertOptions")],
+                        ("progress", "staging_dir")),
+    "convert_images": ([("mcnn_keras.data.conversion.options", "ImagesOptions")],
+                       ("progress", "staging_dir")),
+}
+
+
+def test_every_binary_is_covered():
+    import pathlib  # pylint: disable=import-outside-toplevel
+    cli = pathlib.Path(config_flags.__file__).parent
+    binaries = {p.stem for p in cli.glob("*.py") if "\ndef run():" in p.read_text()}
+    assert binaries == set(BINARY_OPTIONS) | {"train"}
+
+
+@pytest.mark.parametrize("binary", sorted(BINARY_OPTIONS))
+def test_every_option_of_a_binary_has_a_flag_and_every_flag_an_option(binary):
+    """No hand-written flag: a field has a flag (same default), a flag a field."""
+    import importlib  # pylint: disable=import-outside-toplevel
+    classes, by_hand = BINARY_OPTIONS[binary]
+    defined, _ = defined_flags(f"mcnn_keras.cli.{binary}")
+    fields = [f for module, name in classes
+              for f in dataclasses.fields(getattr(importlib.import_module(module), name))]
+    assert set(defined) == {f.name for f in fields} | set(by_hand)
+    for f in fields:
+        default = None if f.metadata.get("required") else f.default
+        if isinstance(default, tuple):
+            default = list(default)
+        assert defined[f.name] == default, f.name
+        assert f.metadata.get("help"), f.name
+
+
+def test_shared_values_have_one_definition():
+    """A value two binaries take has the rules of one field (mcnn-train's)."""
+    from mcnn_keras.experiments.bench.options import BenchOptions  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.experiments.ttt.options import TTTOptions  # pylint: disable=import-outside-toplevel
+    train = {name: field for name, field in ((f.name, f) for _, f in config.fields())}
+    bench = {f.name: f for f in dataclasses.fields(BenchOptions)}
+    ttt = {f.name: f for f in dataclasses.fields(TTTOptions)}
+    for name in ("intra_op_threads", "inter_op_threads"):
+        assert bench[name].metadata == train[name].metadata
+    for name in ("height", "width", "dtype", "remat", "train_files"):
+        assert bench[name].metadata["choices"] == train[name].metadata["choices"]
+        assert bench[name].metadata["minimum"] == train[name].metadata["minimum"]
+    for name in ("height", "width", "dtype", "train_files", "val_files"):
+        assert ttt[name].metadata["choices"] == train[name].metadata["choices"]
+        assert ttt[name].metadata["minimum"] == train[name].metadata["minimum"]
+    with pytest.raises(ValueError, match="--dtype=float16: expected one of"):
+        check_fields(BenchOptions(dtype=("float32", "float16")))
+    with pytest.raises(ValueError, match="--remat=some: expected one of"):
+        check_fields(BenchOptions(remat=("some",)))
 
 
 def test_generated_flags_parse_into_the_config_sections():

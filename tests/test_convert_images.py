@@ -18,11 +18,14 @@ import pytest
 import tifffile
 from PIL import Image
 
-from mcnn_keras import atomic, records
-from mcnn_keras.bbbc021 import convert as bbbc021_convert
-from mcnn_keras.bbbc021 import fixture, metadata
-from mcnn_keras.conversion import convert_images, fields, images, normalization
-from mcnn_keras.conversion.field import FieldOfView
+from mcnn_keras.io import atomic
+from mcnn_keras.io import records
+from mcnn_keras.data.bbbc021 import convert as bbbc021_convert
+from mcnn_keras.data.bbbc021 import fixture, metadata
+from mcnn_keras.data.conversion import convert_images, fields, images, normalization
+from mcnn_keras.data.conversion.field import FieldOfView
+from mcnn_keras.data.bbbc021 import options as bbbc021_options
+from mcnn_keras.data.conversion import options as conversion_options
 from cli_util import assert_one_line_error, defined_flags, run_binary
 
 SIZE = 128
@@ -42,7 +45,7 @@ def bbbc021(tmp_path_factory):
 @pytest.fixture(scope="module")
 def table(bbbc021):
     """Every row of the fixture's image table (labelled or not), in row order."""
-    return fields.read_bbbc021_table(str(bbbc021 / metadata.IMAGE_CSV),
+    return metadata.read_bbbc021_table(str(bbbc021 / metadata.IMAGE_CSV),
                                      str(bbbc021 / metadata.MOA_CSV))
 
 
@@ -50,7 +53,7 @@ def table(bbbc021):
 def reference(bbbc021, tmp_path_factory):
     """mcnn-convert-bbbc021's output on the fixture."""
     out = tmp_path_factory.mktemp("reference")
-    manifest = bbbc021_convert.convert(bbbc021_convert.ConvertOptions(
+    manifest = bbbc021_convert.convert(bbbc021_options.ConvertOptions(
         str(bbbc021), str(out), **SPLIT), progress=False)
     return out, manifest
 
@@ -97,7 +100,7 @@ def derived(table, root, make):
 
 
 def options(index, out, **kwargs):
-    return convert_images.ImagesOptions(str(index), str(out), **{**SPLIT, **kwargs})
+    return conversion_options.ImagesOptions(str(index), str(out), **{**SPLIT, **kwargs})
 
 
 # --- the same records as mcnn-convert-bbbc021 ----------------------------------------
@@ -187,7 +190,7 @@ def test_eight_bit_pngs_without_a_plate_column_are_one_plate(bbbc021, table, tmp
     meta = [m for m in META if m != "plate"]
     png_index = write_index(tmp_path / "png.csv", plate, png, meta=meta)
     tif_index = write_index(tmp_path / "tif.csv", plate, tif, meta=meta)
-    raw = fields.read_raw_field(fields.read_index_csv(str(png_index))[0], SIZE, SIZE)
+    raw = images.read_raw_field(fields.read_index_csv(str(png_index))[0], SIZE, SIZE)
     assert raw.dtype == np.uint8
     np.testing.assert_array_equal(raw, np.stack(eight[plate[0].row], -1))
     manifest = convert_images.convert(options(png_index, tmp_path / "png", bit_depth=8,
@@ -260,19 +263,19 @@ def test_class_names_default_and_given(tmp_path):
     index = tmp_path / "index.csv"
     index.write_text("a,b,label,compound\nx1.tif,y1.tif,zeta,c1\nx2.tif,y2.tif,,c2\n"
                      "x3.tif,y3.tif,alpha,c3\n")
-    options = fields.IndexOptions(channel_columns="a,b")
+    options = conversion_options.IndexOptions(channel_columns="a,b")
     found = fields.read_index_csv(str(index), options)
     assert [f.label for f in found] == [1, -1, 0]  # sorted labels; empty = unlabelled
     assert found[0].plate == "" and found[2].compound == "c3"
     assert found[0].paths == (str(tmp_path / "x1.tif"), str(tmp_path / "y1.tif"))
     assert found[0].channel_order == (0, 1, -1)
-    given = fields.IndexOptions(channel_columns="a,b", class_names="zeta,alpha")
+    given = conversion_options.IndexOptions(channel_columns="a,b", class_names="zeta,alpha")
     assert [f.label for f in fields.read_index_csv(str(index), given)] == [0, -1, 1]
     with pytest.raises(fields.FieldError) as error:
-        fields.read_index_csv(str(index), fields.IndexOptions(channel_columns="a,b",
+        fields.read_index_csv(str(index), conversion_options.IndexOptions(channel_columns="a,b",
                                                               class_names="zeta"))
     assert str(error.value).startswith(f"{index}:4: column 'label': unknown class 'alpha'")
-    no_labels = fields.IndexOptions(channel_columns="a,b", label_column="")
+    no_labels = conversion_options.IndexOptions(channel_columns="a,b", label_column="")
     assert not any(f.labelled for f in fields.read_index_csv(str(index), no_labels))
     assert fields.class_names_for(["DMSO", "Eg5 inhibitors"])[1] == fields.MOA_ORDER
     assert tuple(found[0].metadata()) == records.METADATA_KEYS  # the record schema
@@ -289,7 +292,7 @@ def test_bad_index_csv_names_file_row_and_column(tmp_path, content, options, mes
     index = tmp_path / "index.csv"
     index.write_text(content)
     with pytest.raises(fields.FieldError) as error:
-        fields.read_index_csv(str(index), fields.IndexOptions(channel_columns="a,b",
+        fields.read_index_csv(str(index), conversion_options.IndexOptions(channel_columns="a,b",
                                                               **options))
     assert str(error.value).startswith(f"{index}{message}") and "\n" not in str(error.value)
 
@@ -368,9 +371,9 @@ def test_binary_reports_bad_input_in_one_line(bbbc021, table, tmp_path, case):
 
 
 def test_urls_are_refused_by_both_conversion_jobs(bbbc021, tmp_path):
-    for run in (lambda: bbbc021_convert.convert(bbbc021_convert.ConvertOptions(
+    for run in (lambda: bbbc021_convert.convert(bbbc021_options.ConvertOptions(
                     str(bbbc021), "gs://bucket/out")),
-                lambda: convert_images.convert(convert_images.ImagesOptions(
+                lambda: convert_images.convert(conversion_options.ImagesOptions(
                     str(tmp_path / "index.csv"), "s3://bucket/out"))):
         with pytest.raises(ValueError, match="conversion job reads and writes local files only"):
             run()
@@ -398,7 +401,7 @@ def test_an_interrupted_conversion_resumes(bbbc021, table, tmp_path):
 
 def test_every_option_has_a_flag_and_help_needs_no_tensorflow():
     names, imported_tensorflow = defined_flags("mcnn_keras.cli.convert_images")
-    options = {f.name for f in dataclasses.fields(convert_images.ImagesOptions)}
+    options = {f.name for f in dataclasses.fields(conversion_options.ImagesOptions)}
     assert set(names) == options | {"progress", "staging_dir"} and not imported_tensorflow
-    shared = {f.name for f in dataclasses.fields(bbbc021_convert.ConvertOptions)}
+    shared = {f.name for f in dataclasses.fields(bbbc021_options.ConvertOptions)}
     assert shared - {"bbbc021_dir"} <= options  # every flag of mcnn-convert-bbbc021's

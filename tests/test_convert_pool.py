@@ -16,7 +16,9 @@ import time
 
 import pytest
 
-from mcnn_keras.bbbc021 import convert, fixture
+from mcnn_keras.data.bbbc021 import convert, fixture
+from mcnn_keras.data.conversion import job as conversion_job
+from mcnn_keras.data.bbbc021 import options
 import multiworker_util as mw
 
 SIZE = 128
@@ -78,7 +80,7 @@ def _files(directory):
     """{name: bytes} of the shards, and the manifest without the flags it records."""
     result = {os.path.basename(p): open(p, "rb").read()
               for p in glob.glob(os.path.join(directory, "*.tfrecord"))}
-    with open(os.path.join(directory, convert.MANIFEST)) as f:
+    with open(os.path.join(directory, conversion_job.MANIFEST)) as f:
         manifest = json.load(f)
     manifest.pop("flags")
     return result, manifest
@@ -108,6 +110,6 @@ def test_a_killed_pool_worker_is_named_and_a_rerun_resumes(download, tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     reference = tmp_path / "reference"
-    convert.convert(convert.ConvertOptions(str(download), str(reference), **FLAGS),
+    convert.convert(options.ConvertOptions(str(download), str(reference), **FLAGS),
                     progress=False)
     assert _files(out) == _files(reference)

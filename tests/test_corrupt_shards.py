@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import dataset, records
+from mcnn_keras.data import dataset
+from mcnn_keras.io import records
 from data_util import write_indexed_dataset
 import multiworker_util as mw
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import config as mcnn_config, dataset, records
+from mcnn_keras.train import config as mcnn_config
+from mcnn_keras.data import dataset
+from mcnn_keras.io import records
 from data_util import write_indexed_dataset
 import multiworker_util as mw
 

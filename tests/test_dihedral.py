@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import dihedral, records
-from mcnn_keras.bbbc021 import convert, fixture
+from mcnn_keras.data import dihedral
+from mcnn_keras.io import records
+from mcnn_keras.data.bbbc021 import convert, fixture
+from mcnn_keras.data.bbbc021 import options
 
 
 def random_image(height, width, seed=0):
@@ -98,7 +100,7 @@ def test_written_variants_equal_the_on_the_fly_variants(bbbc021_tree, tmp_path):
     assert count == (8 if height == width else 4)
 
     def run(out, dataset):
-        return convert.convert(convert.ConvertOptions(
+        return convert.convert(options.ConvertOptions(
             str(root), str(out), height=height, width=width, dataset=dataset,
             num_shards=2, val_fraction=0.25), progress=False)
 

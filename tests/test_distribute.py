@@ -1,6 +1,6 @@
-"""mcnn_keras.distribute: strategies, multi-worker mode, per-worker input, writer dirs.
+"""mcnn_keras.train.distribute: strategies, multi-worker mode, per-worker input, writer dirs.
 
-TF_CONFIG validation and Slurm are `mcnn_keras.cluster` (test_cluster.py).
+TF_CONFIG validation and Slurm are `mcnn_keras.core.cluster` (test_cluster.py).
 """
 
 import json
@@ -13,7 +13,8 @@ import time
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import cluster, distribute
+from mcnn_keras.core import cluster
+from mcnn_keras.train import distribute
 from data_util import write_indexed_dataset
 import multiworker_util as mw
 
@@ -83,7 +84,7 @@ def test_per_worker_dataset_single_process(no_tf_config):
     assert calls == [(0, 1, 4)] * len(distribute.STRATEGIES)
 
 
-MAKE_STRATEGY = ("from mcnn_keras import distribute; "
+MAKE_STRATEGY = ("from mcnn_keras.train import distribute; "
                  "distribute.make_strategy('multi_worker_mirrored', collective_timeout_s=10); "
                  "print('built')")
 
@@ -142,7 +143,8 @@ def test_a_port_already_in_use_is_named(tmp_path):
 TWO_WORKERS = r"""
 import json
 import tensorflow as tf
-from mcnn_keras import distribute, keras_multiworker_fix as f
+from mcnn_keras.train import distribute
+from mcnn_keras.train import keras_multiworker_fix as f
 s = distribute.make_strategy('multi_worker_mirrored', 'RING', 30)
 installed_by_make_strategy = f.is_applied()
 f.apply(s)
@@ -205,7 +207,7 @@ def test_writer_dir_chief_vs_non_chief(tmp_path):
 COUNT_COLLECTIVE_THREADS = """
 import os
 import tensorflow as tf
-from mcnn_keras import distribute
+from mcnn_keras.train import distribute
 strategy = distribute.make_strategy("multi_worker_mirrored"{timeout})
 with strategy.scope():
     v = tf.Variable(1.0)

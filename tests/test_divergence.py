@@ -11,7 +11,8 @@ import pytest
 import multiworker_util as mw
 from cli_util import assert_one_line_error, run_train, tree_digest
 from data_util import bars_split_dir
-from mcnn_keras.callbacks import DivergenceError, checkpoint
+from mcnn_keras.train.callbacks.divergence import DivergenceError
+from mcnn_keras.train import checkpoints as train_checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,7 @@ def test_checkpointer_refuses_non_finite_weights(tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
     optimizer.build(model.trainable_variables)
-    saver = checkpoint.Checkpointer(model, optimizer, str(tmp_path), max_to_keep=1)
+    saver = train_checkpoints.Checkpointer(model, optimizer, str(tmp_path), max_to_keep=1)
     good = saver.save(epoch=0)
     assert good.endswith("ckpt-0")
     before = tree_digest(tmp_path)

@@ -12,11 +12,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import config, dataset, evaluation, export, training
-from mcnn_keras.bbbc021 import preprocess
-from mcnn_keras.classes import MOA_CLASSES
-from mcnn_keras.model import build_model
-from mcnn_keras.run_dir import RunDir
+from mcnn_keras.train import config
+from mcnn_keras.data import dataset
+from mcnn_keras.serve import evaluation
+from mcnn_keras.export import saved_model as export
+from mcnn_keras.train import training
+from mcnn_keras.data.classes import MOA_CLASSES
+from mcnn_keras.model.network import build_model
+from mcnn_keras.train import run_dir as run_layout
+from mcnn_keras.train.run_dir import RunDir
+from mcnn_keras.data.bbbc021 import options
+from mcnn_keras.data.conversion import normalization as conversion_normalization
+from mcnn_keras.export import signatures as export_signatures
+from mcnn_keras.export import statistics as export_statistics
+from mcnn_keras.export import info as export_info
 from cli_util import assert_one_line_error, run_binary
 from data_util import one_epoch_run
 
@@ -107,11 +116,11 @@ def test_export_binary_rewrites_the_export_from_the_latest_checkpoint(run_dir, t
     assert missing.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "flags.json not found" in missing.stderr
     # Every export carries its marker; an export of ours is replaced in place.
-    marker = json.loads((target / export.MARKER).read_text())
-    assert marker["format_version"] == export.FORMAT_VERSION
+    marker = json.loads((target / export_info.MARKER).read_text())
+    assert marker["format_version"] == export_info.FORMAT_VERSION
     assert marker["class_names"] == list(MOA_CLASSES)
     assert (marker["height"], marker["width"], marker["num_classes"]) == (128, 128, 13)
-    assert (run_dir / "export" / export.MARKER).exists()
+    assert (run_dir / "export" / export_info.MARKER).exists()
     again = run_binary("mcnn_keras.cli.export", f"--model_dir={run_dir}",
                        f"--export_dir={target}")
     assert again.returncode == 0, again.stderr[-2000:]
@@ -170,8 +179,8 @@ def test_evaluate_binary_reports_top1_confusion_and_per_treatment(run_dir):
 
 def test_metadata_v2_records_input_padding_channels_and_no_normalization(run_dir):
     path = run_dir / "export"
-    info = export.read_export_info(path)
-    assert info == json.loads((path / export.MARKER).read_text())
+    info = export_info.read_export_info(path)
+    assert info == json.loads((path / export_info.MARKER).read_text())
     assert info["format_version"] == 2 and info["class_names"] == list(MOA_CLASSES)
     assert (info["height"], info["width"], info["num_classes"]) == (128, 128, 13)
     assert info["input"] == {"name": "images", "dtype": "uint8", "shape": [None, 128, 128, 3],
@@ -179,18 +188,18 @@ def test_metadata_v2_records_input_padding_channels_and_no_normalization(run_dir
     assert (info["padding"]["padded_height"], info["padding"]["padded_width"]) == (128, 128)
     assert info["padding"]["padded_sizes"] == {"724": 768}
     assert info["channels"] == ["DAPI", "Tubulin", "Actin"]
-    assert info["channels_from"] == export.DEFAULT_CHANNELS_FROM
+    assert info["channels_from"] == export_info.DEFAULT_CHANNELS_FROM
     # Bars shards were not written by the converter: no statistics, and why.
-    assert info["normalization"] is None and export.load_statistics(path) is None
+    assert info["normalization"] is None and export_info.load_statistics(path) is None
     assert "no normalization.json beside the training shards" in info["normalization_missing"]
-    assert not (path / export.PREPROCESSING).exists()
+    assert not (path / export_info.PREPROCESSING).exists()
     assert set(info["normalization_modes"]) == {"training", "plate", "image"}
     assert set(info["signatures"]) == {"serving_default", "features"}
     assert info["feature_dim"] == 512 and info["onnx"] is None
 
 
 def test_724_inputs_record_their_padded_size():
-    info = export.build_info(724, 724, MOA_CLASSES)
+    info = export_info.build_info(724, 724, MOA_CLASSES)
     assert (info["padding"]["padded_height"], info["padding"]["padded_width"]) == (768, 768)
     assert info["input"]["shape"] == [None, 724, 724, 3]
 
@@ -204,7 +213,7 @@ def _write_v1_export(model, path, class_names):
         "probabilities": tf.nn.softmax(model(images, training=False))},
         input_signature=[tf.TensorSpec([None, 128, 128, 3], tf.uint8, name="images")])
     archive.write_out(str(path), verbose=False)
-    (path / export.MARKER).write_text(json.dumps({
+    (path / export_info.MARKER).write_text(json.dumps({
         "format_version": 1, "class_names": list(class_names), "height": 128, "width": 128,
         "num_classes": len(class_names), "input": "uint8 images [N, height, width, 3]"}))
 
@@ -212,13 +221,13 @@ def _write_v1_export(model, path, class_names):
 def test_format_1_exports_still_read_and_load(run_dir, tmp_path):
     model, _, _ = RunDir(str(run_dir)).restore_model()
     _write_v1_export(model, tmp_path / "v1", MOA_CLASSES)
-    info = export.read_export_info(tmp_path / "v1")
+    info = export_info.read_export_info(tmp_path / "v1")
     assert info["format_version"] == 1 and info["class_names"] == list(MOA_CLASSES)
     assert info["channels"] == ["DAPI", "Tubulin", "Actin"] and info["normalization"] is None
     assert set(info["signatures"]) == {"serving_default"}
-    assert export.load_statistics(tmp_path / "v1") is None
+    assert export_info.load_statistics(tmp_path / "v1") is None
     images = np.random.default_rng(1).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8)
-    loaded = export.load_model(str(tmp_path / "v1"))
+    loaded = export_info.load_model(str(tmp_path / "v1"))
     np.testing.assert_array_equal(loaded(images).numpy(), model(images).numpy())
 
 
@@ -230,7 +239,7 @@ def test_read_export_info_names_what_is_not_an_export(kind, run_dir, tmp_path):
         path.write_text("not an export")
     elif kind != "missing":
         shutil.copytree(run_dir / "export", path)
-        marker = path / export.MARKER
+        marker = path / export_info.MARKER
         info = json.loads(marker.read_text())
         if kind == "no_marker":
             marker.unlink()
@@ -247,7 +256,7 @@ def test_read_export_info_names_what_is_not_an_export(kind, run_dir, tmp_path):
             "garbage": "unreadable", "future": "format_version 99 is not one this",
             "no_class_names": "'class_names' missing",
             "no_saved_model": "no saved_model.pb"}[kind]
-    for function in (export.read_export_info, export.load_statistics, export.load_model):
+    for function in (export_info.read_export_info, export_info.load_statistics, export_info.load_model):
         with pytest.raises(FileNotFoundError if kind == "missing" else ValueError) as e:
             function(str(path))
         assert str(path) in str(e.value) and says in str(e.value)
@@ -277,18 +286,18 @@ def test_load_model_fp32_equals_the_saved_model_and_bf16_is_close(run_dir):
     path = str(run_dir / "export")
     images = np.random.default_rng(3).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
     served = tf.saved_model.load(path).signatures["features"](images=tf.constant(images))
-    fp32 = export.load_model(path)
+    fp32 = export_info.load_model(path)
     assert fp32.get_layer("ip0").compute_dtype == "float32"
     np.testing.assert_allclose(tf.nn.softmax(fp32(images)).numpy(),
                                served["probabilities"].numpy(), rtol=1e-5, atol=1e-7)
-    features = export.features_model(fp32)(images)["features"].numpy()
+    features = export_signatures.features_model(fp32)(images)["features"].numpy()
     np.testing.assert_allclose(features, served["features"].numpy(), rtol=1e-5, atol=1e-5)
-    bf16 = export.load_model(path, dtype_policy="mixed_bfloat16")
+    bf16 = export_info.load_model(path, dtype_policy="mixed_bfloat16")
     assert bf16.get_layer("s1_conv1").compute_dtype == "bfloat16"
     assert bf16.get_layer("ip0").compute_dtype == "bfloat16"
     probabilities = tf.nn.softmax(tf.cast(bf16(images), tf.float32)).numpy()
     np.testing.assert_allclose(probabilities, served["probabilities"].numpy(), atol=0.03)
-    bf16_features = tf.cast(export.features_model(bf16)(images)["features"], tf.float32)
+    bf16_features = tf.cast(export_signatures.features_model(bf16)(images)["features"], tf.float32)
     np.testing.assert_allclose(bf16_features.numpy(), served["features"].numpy(), rtol=0.05,
                                atol=0.05 * float(np.abs(served["features"].numpy()).max()))
 
@@ -307,12 +316,12 @@ def test_the_saved_model_holds_each_weight_once(run_dir):
 def converted(tmp_path_factory):
     """The BBBC021 fixture converted with one fold per plate: the statistics sit in
     the output directory, the shards in fold-00/ and fold-01/."""
-    from mcnn_keras.bbbc021 import convert, fixture  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.data.bbbc021 import convert, fixture  # pylint: disable=import-outside-toplevel
     root = tmp_path_factory.mktemp("bbbc021")
     fixture.write_fixture(str(root), 128, 128, plates=2, sites=1, compounds_per_class=1,
                           seed=0, progress=False)
     data = tmp_path_factory.mktemp("converted")
-    convert.convert(convert.ConvertOptions(str(root), str(data), height=128, width=128,
+    convert.convert(options.ConvertOptions(str(root), str(data), height=128, width=128,
                                            split="plate", fold="all", num_shards=1),
                     progress=False)
     return data
@@ -331,18 +340,18 @@ def converted_run(converted, tmp_path_factory):
 
 def test_training_exports_the_converters_statistics(converted, converted_run):
     path = converted_run / "export"
-    info = export.read_export_info(path)
-    saved = json.loads((converted / preprocess.STATS_JSON).read_text())
+    info = export_info.read_export_info(path)
+    saved = json.loads((converted / conversion_normalization.STATS_JSON).read_text())
     norm = info["normalization"]
-    assert norm["source"] == str(converted) and norm["directory"] == export.PREPROCESSING
+    assert norm["source"] == str(converted) and norm["directory"] == export_info.PREPROCESSING
     assert norm["plates"] == sorted(saved["plates"]) and len(norm["plates"]) == 2
     assert norm["sigma"] == saved["sigma"] and info["normalization_missing"] is None
     assert info["channels"] == saved["channels"] == norm["channels"]
-    assert info["channels_from"] == str(converted / preprocess.STATS_JSON)
-    for name in (preprocess.STATS_JSON, preprocess.MAPS_NPZ):
-        assert (path / export.PREPROCESSING / name).read_bytes() == (
+    assert info["channels_from"] == str(converted / conversion_normalization.STATS_JSON)
+    for name in (conversion_normalization.STATS_JSON, conversion_normalization.MAPS_NPZ):
+        assert (path / export_info.PREPROCESSING / name).read_bytes() == (
             converted / name).read_bytes()
-    stats, expected = export.load_statistics(path), preprocess.load_statistics(str(converted))
+    stats, expected = export_info.load_statistics(path), conversion_normalization.load_statistics(str(converted))
     assert sorted(stats) == sorted(expected)
     for plate, plate_stats in expected.items():
         for field in ("lowres_map", "floor", "low", "high"):
@@ -356,23 +365,28 @@ def test_statistics_beside_the_shards_several_sources_and_damaged_files(converte
     beside.mkdir()
     for shard in (converted / "fold-00").glob("train-*.tfrecord"):
         shutil.copy(shard, beside)
-    for name in (preprocess.STATS_JSON, preprocess.MAPS_NPZ):
+    for name in (conversion_normalization.STATS_JSON, conversion_normalization.MAPS_NPZ):
         shutil.copy(converted / name, beside)
     shards = str(beside / "train-*.tfrecord")
-    assert export.find_training_statistics(shards) == ([str(beside)], str(beside), None)
+    assert export_statistics.find_training_statistics(shards) == ([str(beside)], str(beside), None)
     folds = str(converted / "fold-01" / "train-*.tfrecord")
-    assert export.find_training_statistics(folds)[1:] == (str(converted), None)
-    _, source, why = export.find_training_statistics(f"{shards},{folds}")
+    assert export_statistics.find_training_statistics(folds)[1:] == (str(converted), None)
+    _, source, why = export_statistics.find_training_statistics(f"{shards},{folds}")
     assert source is None and "several conversions" in why
-    _, source, why = export.find_training_statistics(str(tmp_path / "none-*.tfrecord"))
+    _, source, why = export_statistics.find_training_statistics(str(tmp_path / "none-*.tfrecord"))
     assert source is None and "no files match" in why
 
     # Damaged statistics: the export (at the end of a long run) is still written,
     # and says why it records no normalisation.
-    (beside / preprocess.MAPS_NPZ).write_bytes(b"not a zip")
+    (beside / conversion_normalization.MAPS_NPZ).write_bytes(b"not a zip")
     info = export.export_saved_model(build_model(128, 128), str(tmp_path / "export"),
                                      MOA_CLASSES, train_files=shards)
     assert info["normalization"] is None and "unreadable statistics" in (
         info["normalization_missing"])
-    assert export.read_export_info(tmp_path / "export") == info
-    assert not (tmp_path / "export" / export.PREPROCESSING).exists()
+    assert export_info.read_export_info(tmp_path / "export") == info
+    assert not (tmp_path / "export" / export_info.PREPROCESSING).exists()
+
+
+def test_the_export_knows_the_run_directory_layout():
+    # export/ sits below train/: it names the run's files itself; they must agree.
+    assert (export.RUN_EXPORT, export.RUN_FLAGS_JSON) == (run_layout.EXPORT, run_layout.FLAGS_JSON)

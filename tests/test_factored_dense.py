@@ -18,9 +18,10 @@ tf.config.set_logical_device_configuration(
 
 import keras  # pylint: disable=wrong-import-position
 
-from mcnn_keras import factored_dense  # pylint: disable=wrong-import-position
-from mcnn_keras.factored_dense import FactoredDense  # pylint: disable=wrong-import-position
-from mcnn_keras.optimizer import SGD  # pylint: disable=wrong-import-position
+from mcnn_keras.model import factored_dense  # pylint: disable=wrong-import-position
+from mcnn_keras.model.factored_dense import FactoredDense  # pylint: disable=wrong-import-position
+from mcnn_keras.model.optimizer import SGD  # pylint: disable=wrong-import-position
+from mcnn_keras.model import topology
 
 # One strategy for the whole module: two MirroredStrategy objects in one
 # process reuse the same collective keys and clash.
@@ -29,13 +30,13 @@ MIRRORED = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 def test_use_factors_rule():
     # M-CNN at 1024 x 1280: factors win below a global batch of about 508.
-    assert factored_dense.use_factors("auto", 16, 81920, 512)
-    assert not factored_dense.use_factors("auto", 1024, 81920, 512)
-    assert not factored_dense.use_factors("auto", 16, 512, 13)
-    assert factored_dense.use_factors("factors", 4096, 512, 13)
-    assert not factored_dense.use_factors("allreduce", 2, 81920, 512)
+    assert topology.use_factors("auto", 16, 81920, 512)
+    assert not topology.use_factors("auto", 1024, 81920, 512)
+    assert not topology.use_factors("auto", 16, 512, 13)
+    assert topology.use_factors("factors", 4096, 512, 13)
+    assert not topology.use_factors("allreduce", 2, 81920, 512)
     with pytest.raises(ValueError, match="dense_gradient must be one of"):
-        factored_dense.use_factors("bogus", 8, 10, 10)
+        topology.use_factors("bogus", 8, 10, 10)
 
 
 def _model(layer_class, seed=3, dtype=None):

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mcnn_keras import atomic, features_table as ft
+from mcnn_keras.io import atomic
+from mcnn_keras.io import features_table as ft
 
 
 def rows(n, **extra):

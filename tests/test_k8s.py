@@ -12,9 +12,10 @@ import textwrap
 import pytest
 import yaml
 
-from mcnn_keras import cluster, config
+from mcnn_keras.core import cluster, repo
+from mcnn_keras.train import config
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = repo.REPO_ROOT
 MANIFEST = os.path.join(REPO_ROOT, "deploy", "kubernetes", "indexed_job.yaml")
 
 POD = {"JOB_COMPLETION_INDEX": "2", "MCNN_NUM_WORKERS": "4", "MCNN_JOB_NAME": "mcnn-train",
@@ -117,7 +118,7 @@ def _run_train(flags, environ):
     code = textwrap.dedent(f"""
         import json, os, sys
         from absl import flags
-        from mcnn_keras import training
+        from mcnn_keras.train import training
         from mcnn_keras.cli import train
         seen = {{}}
         def fake_train(cfg, extra_callbacks=()):

@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from mcnn_keras import keras_multiworker_fix as fix
+from mcnn_keras.train import keras_multiworker_fix as fix
 import multiworker_util as mw
 
 # One worker: tiny functional CNN, in-memory data (Keras distributes it), fit
@@ -21,7 +21,7 @@ WORKER = r"""
 import json, os, sys
 import numpy as np
 import keras, tensorflow as tf
-from mcnn_keras import keras_multiworker_fix
+from mcnn_keras.train import keras_multiworker_fix
 
 mode, out_path = sys.argv[1], sys.argv[2]
 strategy = tf.distribute.MultiWorkerMirroredStrategy(
@@ -96,9 +96,9 @@ def test_same_script_without_fix_fails_with_upstream_bug(tmp_path, mode, bug):
 def test_uses_distribute_in_multi_worker_mode_without_import_cycle():
     """No copy of `distribute.in_multi_worker_mode`; distribute does not import the fix."""
     assert not hasattr(fix, "in_multi_worker_mode")
-    code = ("import sys, mcnn_keras.distribute; "
-            "assert 'mcnn_keras.keras_multiworker_fix' not in sys.modules; "
-            "import mcnn_keras.keras_multiworker_fix")
+    code = ("import sys, mcnn_keras.train.distribute; "
+            "assert 'mcnn_keras.train.keras_multiworker_fix' not in sys.modules; "
+            "import mcnn_keras.train.keras_multiworker_fix")
     result = subprocess.run(mw.python_command(code), env=mw.worker_env(),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

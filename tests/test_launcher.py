@@ -1,4 +1,4 @@
-"""mcnn_keras.launcher / mcnn-launch: local workers, pinning, failure handling.
+"""mcnn_keras.train.launcher / mcnn-launch: local workers, pinning, failure handling.
 
 Their TF_CONFIGs and ports (`cluster.local_tf_configs`) are tested in test_cluster.py.
 """
@@ -14,13 +14,13 @@ import time
 
 import pytest
 
-from mcnn_keras import launcher
+from mcnn_keras.train import launcher
 import multiworker_util as mw
 
 # A worker that reports what the launcher gave it.
 REPORT = r"""
 import json, os
-from mcnn_keras import launcher
+from mcnn_keras.train import launcher
 intra, inter = launcher.configure_threads_from_env()
 import tensorflow as tf
 tf.constant(1.0) + 1.0

@@ -15,11 +15,11 @@ import pytest
 import tensorflow as tf
 
 from data_util import bars_split_dir
-from mcnn_keras import atomic
+from mcnn_keras.io import atomic
 
 pytestmark = pytest.mark.slow
 
-SCRATCH = ("from mcnn_keras import cluster, distribute; "
+SCRATCH = ("from mcnn_keras.core import cluster; from mcnn_keras.train import distribute; "
            "task = cluster.TaskInfo('worker', 1, 1, 2, False); "
            "print(distribute.writer_dir('unused', task), flush=True)")
 

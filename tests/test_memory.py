@@ -1,4 +1,4 @@
-"""The analytic memory model and `--batch_size=auto` (mcnn_keras/memory.py)."""
+"""The analytic memory model and `--batch_size=auto` (mcnn_keras/model/memory.py)."""
 
 import json
 import logging
@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from mcnn_keras import config, memory
-from mcnn_keras.topology import model_cost
+from mcnn_keras.train import config
+from mcnn_keras.model import memory
+from mcnn_keras.model.topology import model_cost
 
 GB = 1e9
 
@@ -132,7 +133,7 @@ def test_resolve_replaces_auto_only_and_logs_why(caplog, tmp_path):
     assert memory.resolve_memory(cfg) is cfg
     auto = cfg.replace(batch_size=0, memory_budget_gb=22.0, dtype="mixed_bfloat16",
                        remat="full_res")
-    with caplog.at_level(logging.INFO, logger="mcnn_keras.memory"):
+    with caplog.at_level(logging.INFO, logger="mcnn_keras.model.memory"):
         resolved = memory.resolve_memory(auto)
     batch = memory.pick_batch_size(1024, 1280, "mixed_bfloat16", "full_res", 22 * GB)
     assert resolved.schedule.batch_size == batch and resolved.replace(batch_size=0) == auto
@@ -149,7 +150,7 @@ def test_resolve_replaces_auto_only_and_logs_why(caplog, tmp_path):
 def test_micro_batches_auto_picks_the_fewest_that_fit(caplog):
     cfg = config.TrainConfig().replace(height=1024, width=1280, batch_size=64,
                                        memory_budget_gb=22.0, microbatches=0)
-    with caplog.at_level(logging.INFO, logger="mcnn_keras.memory"):
+    with caplog.at_level(logging.INFO, logger="mcnn_keras.model.memory"):
         resolved = memory.resolve_memory(cfg)
     parts = resolved.model.microbatches
     assert parts == memory.fewest_microbatches(1024, 1280, "float32", "none", 64, 22 * GB)
@@ -169,13 +170,13 @@ def test_micro_batches_auto_picks_the_fewest_that_fit(caplog):
 def test_a_batch_over_the_budget_is_warned_with_the_count_that_fits(caplog):
     cfg = config.TrainConfig().replace(height=1024, width=1280, batch_size=64,
                                        memory_budget_gb=22.0)
-    with caplog.at_level(logging.INFO, logger="mcnn_keras.memory"):
+    with caplog.at_level(logging.INFO, logger="mcnn_keras.model.memory"):
         assert memory.resolve_memory(cfg) is cfg
     parts = memory.fewest_microbatches(1024, 1280, "float32", "none", 64, 22 * GB)
     assert "--batch_size=64 (1024x1280, float32, remat none, micro-batches 1) needs about" \
         in caplog.text and f"--microbatches={parts} fits (the same update)" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="mcnn_keras.memory"):
+    with caplog.at_level(logging.INFO, logger="mcnn_keras.model.memory"):
         memory.resolve_memory(cfg.replace(microbatches=parts))
     assert "needs about" not in caplog.text
 
@@ -218,7 +219,7 @@ def test_train_flags_take_auto_and_remat():
 @pytest.mark.slow
 def test_training_builds_the_remat_model_with_the_batch_it_picked(tmp_path):
     import keras  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
 
     class Seen(keras.callbacks.Callback):
         layers = []

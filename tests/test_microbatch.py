@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mcnn_keras import config, microbatch, training
-from mcnn_keras.model import build_model
+from mcnn_keras.train import config
+from mcnn_keras.model import microbatch
+from mcnn_keras.train import training
+from mcnn_keras.model.network import build_model
 
 SIZE, BATCH = 128, 8
 

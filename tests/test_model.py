@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import mcnn_keras
-from mcnn_keras import model as model_lib
+from mcnn_keras.model import topology
 
 
 def test_full_resolution_topology_and_parameter_count():
@@ -15,9 +15,12 @@ def test_full_resolution_topology_and_parameter_count():
     assert tuple(model.output.shape) == (None, 13)
     assert model.count_params() * 4 / 2**20 == pytest.approx(162.4, abs=0.05)
     # Functional: seven pathways all read the same input.
-    assert isinstance(model, mcnn_keras.build_model.__globals__["keras"].Model)
-    assert [model.get_layer(f"s{s}_conv3").output.shape[-1] for s in model_lib.SCALES] == \
-        list(model_lib.FILTERS)
+    scaled = model.get_layer("scale").output
+    heads = [model.get_layer("s1_conv1")] + [model.get_layer(f"s{s}_prepool")
+                                             for s in topology.SCALES if s > 1]
+    assert len(model.inputs) == 1 and all(h.input is scaled for h in heads)
+    assert [model.get_layer(f"s{s}_conv3").output.shape[-1] for s in topology.SCALES] == \
+        list(topology.FILTERS)
 
 
 def test_724_is_zero_padded_to_768():
@@ -26,11 +29,11 @@ def test_724_is_zero_padded_to_768():
     assert tuple(model.get_layer("pad").output.shape) == (None, 768, 768, 3)
     assert tuple(model.get_layer("concat").output.shape) == (None, 12, 12, 208)
     assert tuple(model.get_layer("ip0").kernel.shape) == (36_864, 512)
-    assert model_lib.flat_features(724, 724) == 36_864
+    assert topology.flat_features(724, 724) == 36_864
 
 
 def test_factored_dense_variant_has_the_same_weights():
-    from mcnn_keras.factored_dense import FactoredDense, has_replica_invariant_gradient
+    from mcnn_keras.model.factored_dense import FactoredDense, has_replica_invariant_gradient
     plain = mcnn_keras.build_model(256, 320)
     factored = mcnn_keras.build_model(256, 320, factored_dense=True)
     assert isinstance(factored.get_layer("ip0"), FactoredDense)
@@ -38,7 +41,7 @@ def test_factored_dense_variant_has_the_same_weights():
     assert [w.shape for w in factored.weights] == [w.shape for w in plain.weights]
     assert has_replica_invariant_gradient(factored.get_layer("ip0").kernel.value)
     assert not has_replica_invariant_gradient(factored.get_layer("ip0").bias.value)
-    assert model_lib.flat_features(256, 320) == factored.get_layer("ip0").kernel.shape[0]
+    assert topology.flat_features(256, 320) == factored.get_layer("ip0").kernel.shape[0]
 
 
 @pytest.mark.parametrize("height,width", [(1000, 1280), (1024, 100), (724, 700), (0, 128), (96, 128)])
@@ -145,7 +148,8 @@ def test_remat_recomputes_image_by_image_and_gives_the_same_gradients(remat, rec
 
 def test_checkpoints_load_across_remat_and_plain(tmp_path):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import config, training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
     images, labels = _batch(2)
 
     def trained(remat, steps):
@@ -168,10 +172,10 @@ def test_checkpoints_load_across_remat_and_plain(tmp_path):
 
 
 def test_remat_model_exports_through_a_plain_float32_copy():
-    from mcnn_keras import export  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.export import signatures  # pylint: disable=import-outside-toplevel
     images, _ = _batch(2)
     recomputing = mcnn_keras.build_model(128, 128, remat="full_res")
-    copy = export._float32_copy(recomputing)  # pylint: disable=protected-access
+    copy = signatures.float32_copy(recomputing)
     assert "pathways" not in [layer.name for layer in copy.layers]
     np.testing.assert_allclose(np.asarray(copy(images)), np.asarray(recomputing(images)),
                                rtol=1e-5, atol=1e-6)
@@ -181,7 +185,7 @@ def test_remat_model_exports_through_a_plain_float32_copy():
 
 def test_space_to_depth_kernel_reproduces_a_5x5_convolution():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import space_to_depth as s2d  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.model import space_to_depth as s2d  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 8, 12, 3)).astype(np.float32)
     kernel = rng.normal(size=(5, 5, 3, 4)).astype(np.float32)

@@ -22,6 +22,7 @@ import pytest
 
 import data_util
 import multiworker_util as mw
+from mcnn_keras.model import topology
 
 pytestmark = pytest.mark.slow
 
@@ -174,9 +175,8 @@ def test_bf16_kill_worker_and_resume_bitwise(data, tmp_path):
     final checkpoint (weights, momenta, step) is bitwise the uninterrupted one."""
     steps_per_epoch = 4
     flags = dict(epochs=3, steps_per_epoch=steps_per_epoch, checkpoint_every_steps=1)
-    from mcnn_keras import factored_dense, model  # pylint: disable=import-outside-toplevel
-    assert factored_dense.use_factors("auto", 8, model.flat_features(SIZE, SIZE),
-                                      model.DENSE_UNITS)  # global batch 2 x 4
+    assert topology.use_factors("auto", 8, topology.flat_features(SIZE, SIZE),
+                                      topology.DENSE_UNITS)  # global batch 2 x 4
     results, baseline, _ = run_job(data, tmp_path, "baseline", **flags)
     assert FACTORS_LOG in output(results[0]), mw.format_results(results)
 

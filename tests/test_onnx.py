@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from mcnn_keras import export, export_onnx
-from mcnn_keras.classes import MOA_CLASSES
-from mcnn_keras.run_dir import RunDir
+from mcnn_keras.export import info as export_info
+from mcnn_keras.export import onnx_export as export_onnx
+from mcnn_keras.data.classes import MOA_CLASSES
+from mcnn_keras.train.run_dir import RunDir
 from cli_util import assert_one_line_error, run_binary, tree_digest
 from data_util import one_epoch_run
 
@@ -22,6 +23,7 @@ import sys
 for name in ("tf2onnx", "onnx", "onnxruntime"):
     sys.modules[name] = None  # `import name` fails, find_spec finds nothing
 from mcnn_keras.cli import export
+from mcnn_keras.export import info as export_info
 sys.argv = ["mcnn-export", *sys.argv[1:]]
 export.run()
 """
@@ -49,7 +51,7 @@ def test_mcnn_export_format_onnx_matches_the_saved_model_in_onnxruntime(run_dir)
     result = run_binary("mcnn_keras.cli.export", f"--model_dir={run_dir}", "--format=onnx")
     assert result.returncode == 0, result.stderr[-3000:]
     path = run_dir / "export" / export_onnx.ONNX_FILE
-    info = export.read_export_info(run_dir / "export")
+    info = export_info.read_export_info(run_dir / "export")
     assert info["onnx"]["file"] == export_onnx.ONNX_FILE
     assert info["onnx"]["opset"] == export_onnx.OPSET
 

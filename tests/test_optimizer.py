@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from mcnn_keras.optimizer import SGD
+from mcnn_keras.model.optimizer import SGD
 
 
 def _run(optimizer, steps=5):

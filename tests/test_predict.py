@@ -14,9 +14,16 @@ import pytest
 import tifffile
 from PIL import Image
 
-from mcnn_keras import config, dataset, evaluation, features_table, records, training
-from mcnn_keras.bbbc021 import convert, fixture, metadata
-from mcnn_keras.predict import CSV_COLUMNS, PredictOptions, predict
+from mcnn_keras.train import config
+from mcnn_keras.data import dataset
+from mcnn_keras.serve import evaluation, treatments
+from mcnn_keras.io import features_table
+from mcnn_keras.io import records
+from mcnn_keras.train import training
+from mcnn_keras.data.bbbc021 import convert, fixture, metadata
+from mcnn_keras.serve.predict.options import PredictOptions
+from mcnn_keras.serve.predict.predictor import CSV_COLUMNS, predict
+from mcnn_keras.data.bbbc021 import options
 from cli_util import assert_one_line_error, run_binary
 
 pytestmark = pytest.mark.slow
@@ -30,7 +37,7 @@ def trained(tmp_path_factory):
     root, data, run = base / "bbbc021", base / "data", base / "run"
     fixture.write_fixture(str(root), 128, 128, plates=2, sites=2, compounds_per_class=1,
                           seed=0, progress=False)
-    convert.convert(convert.ConvertOptions(
+    convert.convert(options.ConvertOptions(
         str(root), str(data), height=128, width=128, split="random", val_fraction=0.25,
         num_shards=2), progress=False)
     training.train(config.TrainConfig.from_flat(dict(
@@ -90,7 +97,7 @@ def assert_rows_match(rows, evaluated, expected_count):
 
 
 def evaluated_class_names():
-    from mcnn_keras.classes import MOA_CLASSES  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.data.classes import MOA_CLASSES  # pylint: disable=import-outside-toplevel
     return list(MOA_CLASSES)
 
 
@@ -134,7 +141,11 @@ def test_raw_tiffs_give_the_converted_records_probabilities(trained, evaluated, 
     probabilities = np.array([p for p, _ in evaluated.values()])
     assert summary["top1"] == pytest.approx(np.mean(probabilities.argmax(1) == labels))
     assert "top-1" in result.stderr and "per-treatment accuracy" in result.stderr
-    assert 0 <= summary["per_treatment_accuracy"] <= 1 and summary["treatments"] == 13
+    field_metadata = [m for _, m in evaluated.values()]
+    expected = treatments.per_treatment_accuracy(probabilities, labels, field_metadata,
+                                                class_names)
+    assert summary["per_treatment_accuracy"] == pytest.approx(expected["accuracy"])
+    assert summary["treatments"] == expected["num_treatments"] == 13
     assert summary["fields_per_s"] > 0 and summary["dtype"] == "float32"
 
     # The features table: 512 features per field, with its metadata.
@@ -288,7 +299,11 @@ def test_rgb_images_and_tfrecords_give_the_records_probabilities(trained, evalua
         by_shard.setdefault(r["input_files"], []).append(int(r["row"]))
     assert sorted(by_shard) == sorted(str(p) for p in data.glob("*.tfrecord"))
     assert all(indices == list(range(len(indices))) for indices in by_shard.values())
-    assert 0 <= summary["top1"] <= summary["top5"] <= 1 and "per-treatment" in result.stderr
+    class_names = evaluated_class_names()
+    labels = np.array([class_names.index(m["class_name"]) for _, m in evaluated.values()])
+    probabilities = np.array([p for p, _ in evaluated.values()])
+    assert summary["top1"] == pytest.approx(np.mean(probabilities.argmax(1) == labels))
+    assert summary["top1"] <= summary["top5"] and "per-treatment" in result.stderr
 
 
 # --- bad input -------------------------------------------------------------------------
@@ -387,7 +402,7 @@ def test_a_dataset_b_export_classifies_the_centre_of_each_normalised_field(tmp_p
     root, data, run = tmp_path / "bbbc021", tmp_path / "data", tmp_path / "run"
     fixture.write_fixture(str(root), 182, 182, plates=1, sites=2, compounds_per_class=1,
                           seed=0, progress=False)
-    convert.convert(convert.ConvertOptions(
+    convert.convert(options.ConvertOptions(
         bbbc021_dir=str(root), output_dir=str(data), height=182, width=182, split="random",
         val_fraction=0.25, num_shards=1, dataset="B", rotation_step=90), progress=False)
     training.train(config.TrainConfig.from_flat(dict(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mcnn_keras import records
+from mcnn_keras.io import records
 
 
 def test_round_trip_keeps_pixels_label_and_metadata(scratch_dir):

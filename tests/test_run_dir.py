@@ -12,12 +12,13 @@ import time
 
 import pytest
 
-from mcnn_keras import config, run_dir
-from mcnn_keras.run_dir import RunDir, make_output_dir
+from mcnn_keras.train import config
+from mcnn_keras.train import run_dir
+from mcnn_keras.train.run_dir import RunDir, make_output_dir
 
 HOLD = """
 import sys, time
-from mcnn_keras.run_dir import RunDir
+from mcnn_keras.train.run_dir import RunDir
 with RunDir(sys.argv[1]).lock():
     print("locked", flush=True)
     time.sleep(300)

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from mcnn_keras.cluster import free_ports
+from mcnn_keras.core.cluster import free_ports
 from data_util import bars_split_dir
 
 _MISSING = [m for m in ("tensorflow_io", "boto3", "moto") if importlib.util.find_spec(m) is None]
@@ -98,7 +98,9 @@ def test_glob_lists_objects_and_atomic_file_publishes_only_the_whole_object(s3_e
         client.put_object(Bucket=BUCKET, Key=f"g/many/shard-{i:03d}.tfrecord", Body=b"x")
     result = python(env, f"""
         import json, os, boto3
-        from mcnn_keras import atomic, dataset, storage
+        from mcnn_keras.io import atomic
+        from mcnn_keras.data import dataset
+        from mcnn_keras.io import storage
         storage.require_filesystem("s3://{BUCKET}/g")
         out = {{"glob": dataset.list_files("s3://{BUCKET}/g/train-*.tfrecord", check=False),
                 "many": dataset.list_files("s3://{BUCKET}/g/many/*-1*", check=False)}}
@@ -245,7 +247,7 @@ def test_train_killed_resumes_from_the_bucket_then_evaluate_and_export_load(s3_e
 
 
 def test_converter_stages_locally_and_uploads_manifest_last(s3_env, tmp_path):
-    from mcnn_keras.bbbc021 import fixture  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.data.bbbc021 import fixture  # pylint: disable=import-outside-toplevel
     env, client = s3_env
     fixture.write_fixture(str(tmp_path / "bbbc021"), 128, 128, plates=2, sites=1,
                           progress=False)

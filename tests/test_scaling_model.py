@@ -1,10 +1,10 @@
-"""Tests of the scaling model (mcnn_keras/scaling_model.py) and its binary.
+"""Tests of the scaling model (mcnn_keras/experiments/scaling_model.py) and its binary.
 
     pytest tests/test_scaling_model.py       # or: bazel test //tests:test_scaling_model
 
 The model must reproduce the paper's Table 1 images/s within 25 % for 2..128
 nodes from two fitted constants, never predict slower for more bandwidth, and
-agree with `factored_dense.use_factors` on when sufficient factors pay off.
+agree with `topology.use_factors` on when sufficient factors pay off.
 """
 
 import dataclasses
@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from mcnn_keras import scaling_model as sm
-from mcnn_keras import factored_dense
-from mcnn_keras.model import DENSE_UNITS, flat_features, model_cost
+from mcnn_keras.experiments import scaling_model as sm
+from mcnn_keras.model.topology import DENSE_UNITS, flat_features, model_cost
+from mcnn_keras.model import topology
 
 A, B = sm.DATASETS["A"], sm.DATASETS["B"]
 TOLERANCE = 0.25
@@ -30,7 +30,7 @@ def _within(ratio):
 
 
 def test_importing_the_model_loads_no_tensorflow():
-    code = ("import sys, mcnn_keras.scaling_model; "
+    code = ("import sys, mcnn_keras.experiments.scaling_model; "
             "assert not {'tensorflow', 'keras'} & set(sys.modules), 'tensorflow imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
@@ -124,7 +124,7 @@ def test_factors_beat_allreduce_at_small_global_batch_and_not_at_large(cluster, 
             setup = sm.Setup(2, 1, global_batch // 2, max_global_batch=global_batch,
                              dense_gradient=mode)
             times[mode] = sm.step(cluster, setup, dataset.height, dataset.width)
-        auto = factored_dense.use_factors("auto", global_batch, fan_in, fan_out)
+        auto = topology.use_factors("auto", global_batch, fan_in, fan_out)
         assert times["auto"]["uses_factors"] == auto
         assert times["auto"]["step_s"] == times["factors" if auto else "allreduce"]["step_s"]
         factors_win = times["factors"]["step_s"] < times["allreduce"]["step_s"]

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from mcnn_keras.config import ScheduleConfig
-from mcnn_keras.schedule import LinearScalingSchedule
+from mcnn_keras.train.config import ScheduleConfig
+from mcnn_keras.train.schedule import LinearScalingSchedule
 
 
 def make(**overrides):

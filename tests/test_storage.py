@@ -12,9 +12,10 @@ import time
 
 import pytest
 
-from mcnn_keras import atomic, storage
+from mcnn_keras.core.repo import REPO_ROOT
+from mcnn_keras.io import atomic
+from mcnn_keras.io import storage
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _plugin_can_load():
@@ -37,7 +38,7 @@ def test_schemes_of_paths_globs_and_lists():
 def test_local_and_builtin_schemes_load_nothing():
     code = textwrap.dedent("""
         import sys
-        from mcnn_keras import storage
+        from mcnn_keras.io import storage
         assert storage.require_filesystem(["/tmp/x", "gs://b/x", "ram://y", None]) == []
         assert "tensorflow_io" not in sys.modules and "tensorflow" not in sys.modules
         assert not storage.plugin_loaded()
@@ -134,7 +135,7 @@ def test_remote_atomic_directory_replaces_the_tree_top_level_files_last(monkeypa
 
 _EXIT_SCRIPT = """
 import atexit, sys
-from mcnn_keras import storage
+from mcnn_keras.io import storage
 from mcnn_keras.cli import common
 storage._loaded = {loaded}
 atexit.register(lambda: print("teardown ran", file=sys.stderr, flush=True))

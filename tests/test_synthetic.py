@@ -20,9 +20,11 @@ import time
 import numpy as np
 import pytest
 
-from mcnn_keras import classes
-from mcnn_keras import records
-from mcnn_keras import synthetic
+from mcnn_keras.core.repo import python_path
+from mcnn_keras.data import classes
+from mcnn_keras.io import records
+from mcnn_keras.data.synthetic import generator as synthetic
+from mcnn_keras.data.synthetic import difficulty as synthetic_difficulty
 
 SIZE = 128
 # M-CNN training run of the learnability test (measured in the report).
@@ -82,7 +84,7 @@ def test_cli_output_is_byte_identical_across_processes(tmp_path):
              "--compression=GZIP"],
             cwd=tmp_path, check=True, capture_output=True,
             env={**os.environ, "PYTHONHASHSEED": hash_seed,
-                 "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+                 "PYTHONPATH": python_path()})
     a, b = _file_bytes(str(tmp_path / "a")), _file_bytes(str(tmp_path / "b"))
     assert len(a) == 3 and a == b
 
@@ -91,8 +93,7 @@ def test_cli_rejects_bad_size_with_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mcnn_keras.cli.synthetic", f"--output_dir={tmp_path}",
          "--height=100"], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))})
+        env={**os.environ, "PYTHONPATH": python_path()})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: --height/--width")
     assert not os.listdir(tmp_path)
@@ -173,7 +174,7 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
 
 def _channel_statistics(num_per_class, seed, height=SIZE, width=SIZE, difficulty=None):
     rng = np.random.default_rng(seed)
-    plates = (synthetic.make_plates(seed, difficulty.plate_effects)
+    plates = (synthetic_difficulty.make_plates(seed, difficulty.plate_effects)
               if difficulty and difficulty.plate_effects else None)
     features, labels = [], []
     for _ in range(num_per_class):
@@ -221,7 +222,7 @@ def test_channel_mean_and_std_do_not_give_the_class_away():
 
 @pytest.mark.slow
 def test_channel_mean_and_std_do_not_give_the_class_away_when_hard():
-    accuracy = linear_probe_accuracy(difficulty=synthetic.DIFFICULTIES["hard"])
+    accuracy = linear_probe_accuracy(difficulty=synthetic_difficulty.DIFFICULTIES["hard"])
     print(f"hard: logistic regression on per-channel mean/std: {accuracy:.3f}")
     assert accuracy < 0.5
 
@@ -272,7 +273,7 @@ def test_mcnn_learns_the_synthetic_classes(tmp_path):
 
 # --- Difficulty options (penetrance, plate effects, DMSO-like fields) ------------
 
-HARD = synthetic.DIFFICULTIES["hard"]
+HARD = synthetic_difficulty.DIFFICULTIES["hard"]
 DMSO = classes.MOA_CLASSES.index(classes.DMSO)
 # Treated classes whose cells are placed at random, like DMSO's.
 RANDOMLY_PLACED = [i for i, name in enumerate(classes.MOA_CLASSES)
@@ -348,9 +349,9 @@ def _render_truth(label, seed, difficulty):
 
 
 def test_plate_effects_scale_brightness_by_plate_not_by_class():
-    plates = synthetic.make_plates(3, 1.0)
-    assert plates == synthetic.make_plates(3, 1.0) and len({p.name for p in plates}) == 12
-    flat = synthetic.make_plates(3, 0.0)[0].illumination(SIZE, SIZE)
+    plates = synthetic_difficulty.make_plates(3, 1.0)
+    assert plates == synthetic_difficulty.make_plates(3, 1.0) and len({p.name for p in plates}) == 12
+    flat = synthetic_difficulty.make_plates(3, 0.0)[0].illumination(SIZE, SIZE)
     np.testing.assert_allclose(flat, 1.0)
     # The same field on two plates differs by the ratio of their illuminations.
     bright = max(plates, key=lambda p: p.gain[0])
@@ -371,7 +372,7 @@ def test_hard_records_name_their_plate_and_inactive_dose(tmp_path):
     hard_often_inactive = synthetic.make_difficulty("hard", dmso_like_fraction=0.3)
     summary = synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, 52, 39, 2, seed=4,
                                                 progress=False, difficulty=hard_often_inactive)
-    names = {p.name for p in synthetic.make_plates(4, HARD.plate_effects)}
+    names = {p.name for p in synthetic_difficulty.make_plates(4, HARD.plate_effects)}
     for split in ("train", "val"):
         treated = [meta for _, _, meta in _read_split(str(tmp_path), split)
                    if meta["class_name"] != classes.DMSO]
@@ -391,13 +392,12 @@ def test_bad_difficulty_options_name_the_flag():
 
 
 def test_cli_difficulty_flags(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))}
+    env = {**os.environ, "PYTHONPATH": python_path()}
     command = [sys.executable, "-m", "mcnn_keras.cli.synthetic", "--num_train=13",
                "--num_val=0", "--num_shards=1", "--seed=4", "--difficulty=hard"]
     subprocess.run(command + [f"--output_dir={tmp_path / 'a'}", "--dmso_like_fraction=1"],
                    check=True, capture_output=True, env=env)
-    names = {p.name for p in synthetic.make_plates(4, HARD.plate_effects)}
+    names = {p.name for p in synthetic_difficulty.make_plates(4, HARD.plate_effects)}
     for _, _, meta in _read_split(str(tmp_path / "a"), "train"):
         assert meta["plate"] in names
         assert meta["concentration"] == ("0.0" if meta["class_name"] == classes.DMSO else "0.1")
@@ -411,7 +411,7 @@ def _main():
     parser = argparse.ArgumentParser(description="Linear probe on per-channel mean/std.")
     parser.add_argument("--height", type=int, default=SIZE)
     parser.add_argument("--width", type=int, default=SIZE)
-    parser.add_argument("--difficulty", default="default", choices=sorted(synthetic.DIFFICULTIES))
+    parser.add_argument("--difficulty", default="default", choices=sorted(synthetic_difficulty.DIFFICULTIES))
     parser.add_argument("--train_per_class", type=int, default=60)
     parser.add_argument("--test_per_class", type=int, default=20)
     args = parser.parse_args()

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mcnn_keras import treatments
+from mcnn_keras.serve import treatments
 
 
 def meta(compound, conc, plate, well, cls="A"):

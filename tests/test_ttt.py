@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mcnn_keras import ttt
-from mcnn_keras.schedule import LinearScalingSchedule
+from mcnn_keras.core import repo
+from mcnn_keras.experiments.ttt import experiment as ttt
+from mcnn_keras.experiments.ttt import report as ttt_report
+from mcnn_keras.train.schedule import LinearScalingSchedule
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = repo.REPO_ROOT
 # What the table of the paper's Table 1 needs, and what the issue asks to record.
 TABLE_COLUMNS = ["name", "workers", "batch_size", "global_batch", "updates_per_epoch",
                  "linear_scaling", "peak_lr", "status", "epochs_to_target",
@@ -33,7 +35,7 @@ RECIPE = "--base_lr=0.02 --warmup_start_lr=0.002 --warmup_epochs=1 --end_lr=0.00
 
 
 def _ttt(*flags, timeout=900):
-    env = {**os.environ, "PYTHONPATH": REPO_ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": repo.python_path(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, "-m", "mcnn_keras.cli.ttt", *flags], env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -62,7 +64,7 @@ def test_tiny_experiment_writes_table_and_plots_and_reports_divergence(tmp_path)
     assert MARKDOWN_HEADER in result.stdout
 
     columns, rows = _rows(out)
-    assert columns == list(ttt.COLUMNS) and set(TABLE_COLUMNS) <= set(columns)
+    assert columns == list(ttt_report.COLUMNS) and set(TABLE_COLUMNS) <= set(columns)
     ok, absurd = rows["ok"], rows["absurd"]
     assert ok["status"] == "reached", ok
     assert (ok["workers"], ok["global_batch"], ok["updates_per_epoch"]) == ("1", "8", "26")
@@ -118,7 +120,7 @@ def test_run_without_progress_is_stopped_as_stalled(tmp_path, testdata_dir):
 
 def _history(tmp_path, epochs):
     """A metrics file written by the real MetricsLogger, read back."""
-    from mcnn_keras.callbacks.metrics_logger import MetricsLogger, read_metrics  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train.callbacks.metrics_logger import MetricsLogger, read_metrics  # pylint: disable=import-outside-toplevel
     path = str(tmp_path / f"metrics-{len(os.listdir(tmp_path))}.jsonl")  # a fresh file
     logger = MetricsLogger(path)
     logger.on_train_begin()
@@ -188,7 +190,7 @@ def test_cli_without_configurations_fails_with_one_line(tmp_path):
 
 
 def test_report_of_runs_that_failed_before_their_first_epoch(tmp_path):
-    from mcnn_keras import ttt_report  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.experiments.ttt import report as ttt_report  # pylint: disable=import-outside-toplevel
     exp = ttt.Experiment(str(tmp_path), "t", "v", 128, 128, target_accuracy=0.9)
     failed = {**dict.fromkeys(ttt_report.COLUMNS), "name": "w1-b8", "status": "failed",
               "detail": "error: something at start-up"}

@@ -15,7 +15,7 @@ from absl import flags
 import keras
 import numpy as np
 
-from mcnn_keras import cluster
+from mcnn_keras.core import cluster
 from mcnn_keras.cli import common, train
 
 flags.DEFINE_string("final_weights_npz", None, "Where every worker saves its final "

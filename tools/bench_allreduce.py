@@ -14,7 +14,6 @@ as `FactoredDense` does with its sufficient factors.
 
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -35,7 +34,8 @@ def run_worker():
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from absl import logging  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import distribute, launcher  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import distribute  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import launcher  # pylint: disable=import-outside-toplevel
     logging.set_verbosity(logging.WARNING)
     launcher.configure_threads_from_env()
     strategy = distribute.make_strategy("multi_worker_mirrored", FLAGS.implementation,
@@ -83,12 +83,13 @@ def main(argv):
     del argv
     if FLAGS.worker:
         return run_worker()
-    from mcnn_keras import launcher  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.core.repo import python_path  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import launcher  # pylint: disable=import-outside-toplevel
     command = [sys.executable, os.path.abspath(__file__), "--worker"] + [
         f"--{name}={FLAGS[name].value}" for name in ("op", "mib", "tensors", "repeats",
                                                      "implementation", "pin_cores")]
     env = {"TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+           "PYTHONPATH": python_path()}
     return launcher.launch_local(command, FLAGS.num_workers, pin_cores=FLAGS.pin_cores,
                                  extra_env=env, log=open(os.devnull, "w"))
 

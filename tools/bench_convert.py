@@ -22,7 +22,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from mcnn_keras.bbbc021 import convert, fixture  # pylint: disable=wrong-import-position
+from mcnn_keras.data.bbbc021 import convert, fixture  # pylint: disable=wrong-import-position
+from mcnn_keras.data.bbbc021 import options as bbbc021_options
 
 
 def worker_startup_seconds(workers):
@@ -34,7 +35,7 @@ def worker_startup_seconds(workers):
 
 
 def _ready_import(_):
-    import mcnn_keras.bbbc021.convert  # pylint: disable=import-outside-toplevel,unused-import
+    import mcnn_keras.data.bbbc021.convert  # pylint: disable=import-outside-toplevel,unused-import
     return os.getpid()
 
 
@@ -56,7 +57,7 @@ def main():
         results = []
         for workers in [int(w) for w in args.workers.split(",")]:
             out = os.path.join(scratch, f"out-{workers}")
-            options = convert.ConvertOptions(root, out, height=args.height, width=args.width,
+            options = bbbc021_options.ConvertOptions(root, out, height=args.height, width=args.width,
                                              dataset=args.dataset, workers=workers,
                                              num_shards=4)
             start = time.perf_counter()

@@ -28,10 +28,10 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.model import build_model  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
     model = build_model(FLAGS.height, FLAGS.width, weight_decay=5e-5)
-    from mcnn_keras import config  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
     training.compile_model(model, config.ScheduleConfig(), num_classes=13)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (FLAGS.batch_size, FLAGS.height, FLAGS.width, 3), np.uint8)

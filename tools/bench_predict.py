@@ -20,6 +20,8 @@ import os
 import platform
 import subprocess
 import sys
+from mcnn_keras.data.bbbc021 import options
+from mcnn_keras.export import info
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,16 +34,16 @@ def cpu_model():
 
 def prepare(work_dir, sites):
     """(image CSV, TFRecord glob, export dir) under `work_dir`, made once."""
-    from mcnn_keras import export  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.bbbc021 import convert, fixture  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.model import build_model  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.export import saved_model as export  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.data.bbbc021 import convert, fixture  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
     raw, data, exported = (os.path.join(work_dir, name) for name in ("raw", "data", "export"))
     if not os.path.exists(os.path.join(raw, "BBBC021_v1_image.csv")):
         fixture.write_fixture(raw, 1024, 1280, plates=2, sites=sites)
     if not os.path.exists(os.path.join(data, "manifest.json")):
-        convert.convert(convert.ConvertOptions(raw, data, val_fraction=0.5, num_shards=2))
-    if not os.path.exists(os.path.join(exported, export.MARKER)):
-        from mcnn_keras import classes  # pylint: disable=import-outside-toplevel
+        convert.convert(options.ConvertOptions(raw, data, val_fraction=0.5, num_shards=2))
+    if not os.path.exists(os.path.join(exported, info.MARKER)):
+        from mcnn_keras.data import classes  # pylint: disable=import-outside-toplevel
         model = build_model(1024, 1280, len(classes.MOA_CLASSES))
         export.export_saved_model(model, exported, classes.MOA_CLASSES,
                                   train_files=os.path.join(data, "train-*.tfrecord"))

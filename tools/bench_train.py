@@ -50,9 +50,9 @@ def time_binary(data_dir, dtype):
 def time_plain_loop(dtype):
     """images/s of `train_on_batch` on one in-memory batch, same model and loss."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.model import build_model  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import config  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
     model = build_model(FLAGS.height, FLAGS.width, dtype_policy=dtype, weight_decay=5e-5)
     training.compile_model(model, config.ScheduleConfig(), num_classes=13)
     rng = np.random.default_rng(0)

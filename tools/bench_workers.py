@@ -37,7 +37,7 @@ FLAGS = flags.FLAGS
 
 
 def run(data_dir, num_workers, dense_gradient="auto"):
-    from mcnn_keras import launcher  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import launcher  # pylint: disable=import-outside-toplevel
     model_dir = tempfile.mkdtemp(prefix=f"bench-{num_workers}w-")
     command = [sys.executable, "-m", "mcnn_keras.cli.train",
                f"--train_files={data_dir}/train-*.tfrecord", "--val_files=",

@@ -40,7 +40,7 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     out = {"import": _memory()}
-    from mcnn_keras import bench  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.experiments.bench import throughput as bench  # pylint: disable=import-outside-toplevel
     setup = bench.Setup(height=FLAGS.height, width=FLAGS.width, batch_size=FLAGS.batch_size,
                         dtype=FLAGS.dtype, microbatches=FLAGS.microbatches,
                         mode="synthetic")

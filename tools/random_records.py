@@ -4,7 +4,7 @@
 def write_records(directory, count, height, width, shards):
     """Random full-size uint8 images: speed does not depend on content."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from mcnn_keras import records  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io import records  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(0)
     with records.ShardedRecordWriter(directory, "train", shards) as writer:
         for i in range(count):

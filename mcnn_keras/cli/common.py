@@ -21,11 +21,7 @@ import traceback
 
 from absl import app, flags, logging
 
-from mcnn_keras import storage
-
-# The repository root: testdata/ lives there (also in Bazel runfiles).
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEMO_DATA = os.path.join(REPO_ROOT, "testdata", "synthetic")
+from mcnn_keras.io import storage
 
 
 def error_line(exc):
@@ -123,6 +119,17 @@ def help_text(main, help_sections=None, flag_values=flags.FLAGS, width=None):
     return "\n\n".join(parts) + "\n"
 
 
+def _resolve_flagfiles(argv):
+    """Under `bazel run` a relative --flagfile means the user's directory (or,
+    failing that, the repository: configs/ ships in the runfiles)."""
+    from mcnn_keras.cli.paths import resolve_user_path  # pylint: disable=import-outside-toplevel
+    for i, arg in enumerate(argv):
+        if arg.startswith("--flagfile="):
+            path = resolve_user_path(arg.split("=", 1)[1])
+            if os.path.exists(path):
+                argv[i] = f"--flagfile={path}"
+
+
 def run_main(main, help_sections=None, import_tensorflow=True):
     """`app.run(main)`, with this binary's own --help, a quiet TensorFlow start-up,
     and expected errors turned into `error: ...` and exit 1.
@@ -151,14 +158,7 @@ def run_main(main, help_sections=None, import_tensorflow=True):
         sys.stdout.flush()
         sys.exit(0)
 
-    # Under `bazel run` a relative --flagfile means the user's directory (or,
-    # failing that, the repository: configs/ ships in the runfiles).
-    from mcnn_keras.cli.paths import resolve_user_path  # pylint: disable=import-outside-toplevel
-    for i, arg in enumerate(sys.argv):
-        if arg.startswith("--flagfile="):
-            path = resolve_user_path(arg.split("=", 1)[1])
-            if os.path.exists(path):
-                sys.argv[i] = f"--flagfile={path}"
+    _resolve_flagfiles(sys.argv)
 
     def guarded(argv):
         verbose = flags.FLAGS["verbosity"].present and flags.FLAGS.verbosity >= 0
@@ -221,7 +221,7 @@ def configure_threads(intra_op, inter_op):
     0 keeps what the environment says (TF_NUM_INTRAOP_THREADS /
     TF_NUM_INTEROP_THREADS, which `mcnn-launch` sets per pinned worker).
     """
-    from mcnn_keras import launcher  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import launcher  # pylint: disable=import-outside-toplevel
     environ = dict(os.environ)
     if intra_op:
         environ["TF_NUM_INTRAOP_THREADS"] = str(intra_op)

@@ -1,8 +1,9 @@
 """absl flags generated from a config dataclass: one flag per field.
 
-The flag has the field's name, type, default and help (`config.option`
+The flag has the field's name, type, default and help (`core.options.option`
 metadata; `choices` make an enum flag; `auto` lets an int or float flag also
-take the literal `auto`, e.g. `--batch_size=auto` -> 0). Nothing is declared
+take the literal `auto`, e.g. `--batch_size=auto` -> 0; a `tuple` field is a
+comma-list flag, its value a tuple of strings; a None default is an unset flag). Nothing is declared
 twice, so the flags cannot drift from the configuration.
 
 Usage (in a binary's module):
@@ -40,7 +41,10 @@ def _define(field, module_name, flag_values):
     required = field.metadata.get("required", False)
     default = None if required else field.default
     kind = field.type if isinstance(field.type, type) else type(field.default)
-    if choices is not None and kind is str:
+    if kind in (tuple, list):
+        flags.DEFINE_list(field.name, None if default is None else list(default), help_text,
+                          flag_values=flag_values, module_name=module_name)
+    elif choices is not None and kind is str and field.metadata.get("enum", True):
         flags.DEFINE_enum(field.name, default, list(choices), help_text,
                           flag_values=flag_values, module_name=module_name)
     elif field.metadata.get("auto") is not None:
@@ -73,4 +77,11 @@ def define_sections(sections, flag_values=flags.FLAGS, module_name=None):
 
 def values(groups, flag_values=flags.FLAGS):
     """{flag name: parsed value} of the flags defined by `define_sections`."""
-    return {name: flag_values[name].value for _, names in groups for name in names}
+    return {name: tuple(value) if isinstance(value, list) else value
+            for _, names in groups for name in names
+            for value in (flag_values[name].value,)}
+
+
+def given(groups, flag_values=flags.FLAGS):
+    """The names of the flags of `groups` given on the command line."""
+    return {name for _, names in groups for name in names if flag_values[name].present}

@@ -26,7 +26,7 @@ from absl import flags
 
 from mcnn_keras.cli import config_flags
 from mcnn_keras.cli.paths import resolve_user_path
-from mcnn_keras.conversion.options import check_local
+from mcnn_keras.data.conversion.options import check_local
 
 FLAGS = flags.FLAGS
 flags.DEFINE_boolean("progress", True, "Show tqdm progress bars.")
@@ -48,7 +48,9 @@ def run_conversion(argv, sections, options_class, input_flag, load_convert):
     (so `--help` stays free of TensorFlow). Prints a one-line summary."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import atomic, run_dir, storage  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io import atomic  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io import storage  # pylint: disable=import-outside-toplevel
     values = config_flags.values(sections)
     check_local(**{input_flag: values[input_flag]})
     output_dir = resolve_user_path(values["output_dir"])

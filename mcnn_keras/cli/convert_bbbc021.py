@@ -13,7 +13,7 @@ shards to object storage afterwards). The same job as mcnn-convert-images,
 after BBBC021's CSV join.
 """
 
-from mcnn_keras.bbbc021.options import ConvertOptions
+from mcnn_keras.data.bbbc021.options import ConvertOptions
 from mcnn_keras.cli import common, config_flags, conversion
 
 SECTIONS = config_flags.define_sections({"conversion": ConvertOptions})
@@ -21,7 +21,7 @@ INPUT_OUTPUT = ["bbbc021_dir", "output_dir"]
 
 
 def _convert():
-    from mcnn_keras.bbbc021 import convert  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.data.bbbc021 import convert  # pylint: disable=import-outside-toplevel
     return convert.convert
 
 

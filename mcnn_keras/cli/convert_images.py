@@ -20,7 +20,7 @@ mcnn-convert-bbbc021.
 import dataclasses
 
 from mcnn_keras.cli import common, config_flags, conversion
-from mcnn_keras.conversion.options import IndexOptions, ImagesOptions, SharedOptions
+from mcnn_keras.data.conversion.options import IndexOptions, ImagesOptions, SharedOptions
 
 SECTIONS = config_flags.define_sections({"conversion": ImagesOptions})
 INPUT = ["index_csv", "output_dir"]
@@ -29,7 +29,7 @@ SHARED = [f.name for f in dataclasses.fields(SharedOptions)]
 
 
 def _convert():
-    from mcnn_keras.conversion import convert_images  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.data.conversion import convert_images  # pylint: disable=import-outside-toplevel
     return convert_images.convert
 
 

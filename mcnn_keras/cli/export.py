@@ -14,41 +14,33 @@ preprocessing/ when the run's training shards came from the converter).
 mcnn_export.json), and only by a complete new one.
 """
 
-
-from absl import flags
-
-from mcnn_keras.cli import common
+from mcnn_keras.cli import common, config_flags
 from mcnn_keras.cli.paths import resolve_user_path
+from mcnn_keras.export.options import ExportOptions, check_options
 
-FORMATS = ("saved_model", "onnx")
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Training run whose checkpoint to export.")
-flags.DEFINE_string("checkpoint", "", "A specific checkpoint prefix instead of the latest.")
-flags.DEFINE_string("export_dir", "", "Where to write; default <model_dir>/export.")
-flags.DEFINE_enum("format", "saved_model", FORMATS,
-                  "saved_model: the SavedModel; onnx: the SavedModel and model.onnx "
-                  "(pip install 'mcnn-keras[onnx]').")
-flags.mark_flag_as_required("model_dir")
+SECTIONS = config_flags.define_sections({"export": ExportOptions})
 
 
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import export, export_onnx, run_dir  # pylint: disable=import-outside-toplevel
-    onnx = FLAGS.format == "onnx"
+    from mcnn_keras.export import saved_model as export  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.export import onnx_export as export_onnx  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
+    o = check_options(ExportOptions(**config_flags.values(SECTIONS)))
+    onnx = o.format == "onnx"
     if onnx:
         try:
             export_onnx.require_onnx()  # before any work
         except ValueError as e:
             raise ValueError(f"--format=onnx: {e}") from None
-    run = run_dir.RunDir(resolve_user_path(FLAGS.model_dir))
-    path = resolve_user_path(FLAGS.export_dir) or run.export
+    run = run_dir.RunDir(resolve_user_path(o.model_dir))
+    path = resolve_user_path(o.export_dir) or run.export
     try:
         export.check_export_dir(path)  # before any work: nothing of the user's moves
     except ValueError as e:
         raise ValueError(f"--export_dir={path}: {e}") from None
-    model, cfg, checkpoint = run.restore_model(resolve_user_path(FLAGS.checkpoint) or None)
+    model, cfg, checkpoint = run.restore_model(resolve_user_path(o.checkpoint) or None)
     info = export.export_saved_model(model, path, cfg.data.class_name_list(),
                                      train_files=cfg.data.train_files, onnx=onnx)
     normalization = info["normalization"]
@@ -58,7 +50,7 @@ def main(argv):
 
 
 def run():
-    common.run_main(main)
+    common.run_main(main, help_sections=SECTIONS)
 
 
 if __name__ == "__main__":

@@ -18,44 +18,30 @@ Inside a Slurm step, print this task's TF_CONFIG (see deploy/slurm):
 import os
 import sys
 
-from absl import flags
+from mcnn_keras.cli import common, config_flags
+from mcnn_keras.train.launch_options import LaunchOptions, check_options
 
-from mcnn_keras.cli import common
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_integer("num_workers", 2, "Worker processes to start on this host.")
-flags.DEFINE_boolean("pin_cores", False, "Bind each worker to its own cores and set its "
-                     "intra-op threads to the number of cores it owns.")
-flags.DEFINE_enum("numa", "auto", ["auto", "off"], "With --pin_cores on a host with several "
-                  "NUMA nodes (/sys/devices/system/node): auto = each worker's cores from one "
-                  "node and its memory bound there (numactl --membind); off = cores only.")
-flags.DEFINE_integer("threads_per_worker", 0, "Cores (and intra-op threads) per worker; "
-                     "0 = split this host's cores evenly (with --pin_cores).")
-flags.DEFINE_float("grace_period_s", 10.0, "Seconds between SIGTERM and SIGKILL when "
-                   "stopping workers.")
-flags.DEFINE_boolean("print_slurm_tf_config", False, "Print this Slurm task's TF_CONFIG "
-                     "(from SLURM_* variables) and exit.")
-flags.DEFINE_integer("base_port", 8888, "First port of the workers on a node "
-                     "(--print_slurm_tf_config).")
+SECTIONS = config_flags.define_sections({"launch": LaunchOptions})
 
 
 def main(argv):
-    from mcnn_keras import cluster, launcher  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.core import cluster  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import launcher  # pylint: disable=import-outside-toplevel
     try:
-        if FLAGS.print_slurm_tf_config:
-            print(cluster.slurm_tf_config(os.environ, base_port=FLAGS.base_port))
+        o = check_options(LaunchOptions(**config_flags.values(SECTIONS)))
+        if o.print_slurm_tf_config:
+            print(cluster.slurm_tf_config(os.environ, base_port=o.base_port))
             return 0
-        return launcher.launch_local(argv[1:], FLAGS.num_workers, pin_cores=FLAGS.pin_cores,
-                                     threads_per_worker=FLAGS.threads_per_worker,
-                                     grace_period_s=FLAGS.grace_period_s, numa=FLAGS.numa)
+        return launcher.launch_local(argv[1:], o.num_workers, pin_cores=o.pin_cores,
+                                     threads_per_worker=o.threads_per_worker,
+                                     grace_period_s=o.grace_period_s, numa=o.numa)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
 
 
 def run():
-    common.run_main(main, import_tensorflow=False)
+    common.run_main(main, help_sections=SECTIONS, import_tensorflow=False)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Usage:
 
 import os
 
-from mcnn_keras import storage
+from mcnn_keras.io import storage
 
 
 def resolve_user_path(path):

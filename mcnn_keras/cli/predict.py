@@ -25,7 +25,7 @@ from absl import flags
 
 from mcnn_keras.cli import common, config_flags
 from mcnn_keras.cli.paths import resolve_user_path
-from mcnn_keras.predict_options import PredictOptions, index_fields
+from mcnn_keras.serve.predict.options import PredictOptions, index_fields
 
 FLAGS = flags.FLAGS
 _ALL = config_flags.define_sections({"prediction": PredictOptions})
@@ -39,7 +39,7 @@ _PATHS = ("saved_model", "output_csv", "features_out", "moa_csv")
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras import predict  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.serve.predict import predictor as predict  # pylint: disable=import-outside-toplevel
     # tifffile logs what it finds wrong in a damaged file; the error (or the
     # --skip_bad summary) already names the file and row.
     logging.getLogger("tifffile").setLevel(logging.CRITICAL)

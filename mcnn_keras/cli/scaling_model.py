@@ -14,7 +14,7 @@ Usage:
 Prints one JSON line per prediction (`python -m mcnn_keras.cli.scaling_model`
 works too). Without a mode flag it predicts this project's trainer (no
 overlap, --dense_gradient=auto) for --nodes on --cluster. The model, its
-fitted constants and assumptions: mcnn_keras/scaling_model.py and
+fitted constants and assumptions: mcnn_keras/experiments/scaling_model.py and
 docs/SCALING_MODEL.md.
 """
 
@@ -23,110 +23,32 @@ import itertools
 import json
 import sys
 
-from absl import flags
-
-from mcnn_keras import scaling_model as sm
-from mcnn_keras.cli import common
+from mcnn_keras.experiments import scaling_model as sm
+from mcnn_keras.experiments import scaling_options
+from mcnn_keras.cli import common, config_flags
 from mcnn_keras.cli.paths import resolve_user_path
 
-FLAGS = flags.FLAGS
-flags.DEFINE_bool("paper_table1", False, "Print the paper's Table 1 (Dataset B) against the "
-                  "model: one JSON line per node count.")
-flags.DEFINE_bool("paper_dataset_a", False, "Print the paper's two Dataset A runs against "
-                  "the model.")
-flags.DEFINE_bool("project", False, "Print this project's predictions on the cluster for "
-                  "Dataset A and B: sufficient factors vs all-reduce, float32 vs bfloat16.")
-flags.DEFINE_string("plot", None, "Write a PNG of predicted vs paper images/s and scaling "
-                    "efficiency vs nodes (Table 1) to this file.")
-flags.DEFINE_string("cluster", "paper", "paper (2S Xeon Gold 6148, 100 Gb/s Omni-Path) or "
-                    "this_machine (2 vCPU, gRPC over loopback).")
-flags.DEFINE_list("nodes", None, "Node counts (default 1,2,4,...,128; --project: 1,8,32,128).")
-flags.DEFINE_string("dataset", "B", "A (1024 x 1280, 9 093 images) or B (724 x 724 padded to "
-                    "768 x 768, 313 282 images).")
-flags.DEFINE_integer("workers_per_node", None, "Workers per node (default: the paper's, 4 for "
-                     "A, 8 for B).")
-flags.DEFINE_integer("local_batch", None, "Batch per worker until the global batch reaches "
-                     "--max_global_batch (default: the paper's, 8 for A, 16 for B).")
-flags.DEFINE_integer("max_global_batch", 2048, "Cap on the global batch (the paper's 2048); "
-                     "beyond it the local batch shrinks.")
-flags.DEFINE_float("bandwidth_gbps", None, "Inter-node link in Gbit/s (default: the "
-                   "cluster's; paper: 100).")
-flags.DEFINE_string("dtype", None, "float32 or bfloat16 (default float32; --project: both).")
-flags.DEFINE_string("dense_gradient", None, "auto, factors or allreduce (default: auto; "
-                    "paper modes: allreduce; --project: both).")
-flags.DEFINE_float("overlap", None, "Fraction of communication hidden under the backward "
-                   "pass, 0..1 (default: 1 for the paper's Horovod-style runs, 0 for this "
-                   "project).")
-flags.DEFINE_float("step_overhead_s", None, "Fixed time per worker step (default: fitted, "
-                   "0.97 s on the paper's cluster).")
-flags.DEFINE_float("bf16_speedup", 1.7, "Compute speed-up of bfloat16 over float32.")
+SECTIONS = config_flags.define_sections({"scaling model": scaling_options.ScalingModelOptions})
 
-_CLUSTERS = ("paper", "this_machine")
 _DEFAULT_NODES = (1, 2, 4, 8, 16, 32, 64, 128)
 _PROJECT_NODES = (1, 8, 32, 128)
 
 
-def _check_choice(name, choices):
-    value = FLAGS[name].value
-    if value is not None and value not in choices:
-        raise ValueError(f"--{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_flags():
-    """Raises a one-line ValueError naming the first bad flag."""
-    modes = [m for m in ("paper_table1", "paper_dataset_a", "project") if FLAGS[m].value]
-    if len(modes) > 1:
-        raise ValueError(f"--{modes[0]} and --{modes[1]} cannot be combined")
-    _check_choice("cluster", _CLUSTERS)
-    _check_choice("dataset", tuple(sm.DATASETS))
-    _check_choice("dtype", sm.DTYPES)
-    _check_choice("dense_gradient", sm.MODES)
-    if modes and modes[0].startswith("paper_"):
-        for name in ("nodes", "dataset", "workers_per_node", "local_batch", "max_global_batch"):
-            if FLAGS[name].present:
-                raise ValueError(f"--{name} cannot be combined with --{modes[0]} (the "
-                                 "paper's layout is fixed)")
-    for name in ("workers_per_node", "local_batch", "max_global_batch"):
-        if FLAGS[name].value is not None and FLAGS[name].value < 1:
-            raise ValueError(f"--{name} must be >= 1, got {FLAGS[name].value}")
-    for name in ("bandwidth_gbps", "bf16_speedup"):
-        if FLAGS[name].value is not None and not FLAGS[name].value > 0:
-            raise ValueError(f"--{name} must be > 0, got {FLAGS[name].value}")
-    if FLAGS.overlap is not None and not 0 <= FLAGS.overlap <= 1:
-        raise ValueError(f"--overlap must be in [0, 1], got {FLAGS.overlap}")
-    if FLAGS.step_overhead_s is not None and FLAGS.step_overhead_s < 0:
-        raise ValueError(f"--step_overhead_s must be >= 0, got {FLAGS.step_overhead_s}")
-    return modes[0] if modes else None
-
-
-def _nodes(default):
-    if FLAGS.nodes is None:
-        return default
-    try:
-        nodes = tuple(int(n) for n in FLAGS.nodes)
-    except ValueError:
-        raise ValueError(f"--nodes must be positive integers, got {','.join(FLAGS.nodes)}") \
-            from None
-    if not nodes or min(nodes) < 1:
-        raise ValueError(f"--nodes must be positive integers, got {','.join(FLAGS.nodes)}")
-    return nodes
-
-
-def _cluster():
-    cluster = sm.PAPER if FLAGS.cluster == "paper" else sm.THIS_MACHINE
-    if FLAGS.bandwidth_gbps is not None:
-        cluster = cluster.with_bandwidth(FLAGS.bandwidth_gbps)
-    if FLAGS.step_overhead_s is not None:
-        cluster = dataclasses.replace(cluster, step_overhead_s=FLAGS.step_overhead_s)
+def _cluster(o):
+    cluster = sm.PAPER if o.cluster == "paper" else sm.THIS_MACHINE
+    if o.bandwidth_gbps is not None:
+        cluster = cluster.with_bandwidth(o.bandwidth_gbps)
+    if o.step_overhead_s is not None:
+        cluster = dataclasses.replace(cluster, step_overhead_s=o.step_overhead_s)
     return cluster
 
 
-def _overrides(*names):
+def _overrides(o, *names):
     """Setup fields given on the command line (bf16_speedup always)."""
-    out = {"bf16_speedup": FLAGS.bf16_speedup}
+    out = {"bf16_speedup": o.bf16_speedup}
     for name in names:
-        if FLAGS[name].value is not None:
-            out[name] = FLAGS[name].value
+        if getattr(o, name) is not None:
+            out[name] = getattr(o, name)
     return out
 
 
@@ -161,12 +83,12 @@ def paper_dataset_a(cluster, **overrides):
     return out
 
 
-def _predictions(cluster):
-    dataset = sm.DATASETS[FLAGS.dataset]
-    fields = _overrides("dtype", "dense_gradient", "overlap", "workers_per_node",
+def _predictions(o, cluster):
+    dataset = sm.DATASETS[o.dataset]
+    fields = _overrides(o, "dtype", "dense_gradient", "overlap", "workers_per_node",
                         "local_batch", "max_global_batch")
     rows = []
-    for n in _nodes(_DEFAULT_NODES):
+    for n in o.node_counts(_DEFAULT_NODES):
         setup = sm.project_setup(n, dataset, **fields)
         try:
             setup.check()
@@ -176,16 +98,16 @@ def _predictions(cluster):
     return rows
 
 
-def _project(cluster):
+def _project(o, cluster, given):
     return project_predictions(
-        cluster, nodes=_nodes(_PROJECT_NODES),
-        datasets=(FLAGS.dataset,) if FLAGS["dataset"].present else tuple(sm.DATASETS),
-        modes=(FLAGS.dense_gradient,) if FLAGS.dense_gradient else ("factors", "allreduce"),
-        dtypes=(FLAGS.dtype,) if FLAGS.dtype else sm.DTYPES,
-        **_overrides("overlap", "workers_per_node", "local_batch", "max_global_batch"))
+        cluster, nodes=o.node_counts(_PROJECT_NODES),
+        datasets=(o.dataset,) if "dataset" in given else tuple(sm.DATASETS),
+        modes=(o.dense_gradient,) if o.dense_gradient else ("factors", "allreduce"),
+        dtypes=(o.dtype,) if o.dtype else sm.DTYPES,
+        **_overrides(o, "overlap", "workers_per_node", "local_batch", "max_global_batch"))
 
 
-def write_plot(cluster, path, overrides):
+def write_plot(cluster, path, overrides, bf16_speedup):
     """Predicted vs paper images/s and scaling efficiency vs nodes (log-x)."""
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
@@ -200,7 +122,7 @@ def write_plot(cluster, path, overrides):
     for dtype in sm.DTYPES:
         series[f"model, this project ({dtype}, no overlap, auto)"] = [
             sm.predict(cluster, sm.project_setup(n, dataset, dtype=dtype,
-                                                 bf16_speedup=FLAGS.bf16_speedup),
+                                                 bf16_speedup=bf16_speedup),
                        dataset)["images_per_s"] for n in nodes]
     styles = ["ko", "C0-", "C1--", "C2:"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
@@ -230,30 +152,30 @@ def main(argv):
     """Checks the flags (one-line ValueError naming the flag), then prints JSON lines."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    mode = _check_flags()
-    plot = resolve_user_path(FLAGS.plot) if FLAGS.plot is not None else None
-    if plot is not None and not plot.lower().endswith(".png"):
-        raise ValueError(f"--plot must name a .png file, got {FLAGS.plot!r}")
-    cluster = _cluster()
-    paper_overrides = _overrides("dtype", "dense_gradient", "overlap")
+    given = config_flags.given(SECTIONS)
+    o = scaling_options.check_options(scaling_options.ScalingModelOptions(**config_flags.values(SECTIONS)), given)
+    mode = o.run_mode()
+    plot = resolve_user_path(o.plot) if o.plot is not None else None
+    cluster = _cluster(o)
+    paper_overrides = _overrides(o, "dtype", "dense_gradient", "overlap")
     if mode == "paper_table1":
         rows = sm.paper_table1(cluster, **paper_overrides)
     elif mode == "paper_dataset_a":
         rows = paper_dataset_a(cluster, **paper_overrides)
     elif mode == "project":
-        rows = _project(cluster)
+        rows = _project(o, cluster, given)
     elif plot is None:
-        rows = _predictions(cluster)
+        rows = _predictions(o, cluster)
     else:
         rows = []
     for row in rows:
         print(json.dumps(row), flush=True)
     if plot is not None:
-        print(f"wrote {write_plot(cluster, plot, paper_overrides)}", file=sys.stderr)
+        print(f"wrote {write_plot(cluster, plot, paper_overrides, o.bf16_speedup)}", file=sys.stderr)
 
 
 def run():
-    common.run_main(main, import_tensorflow=False)
+    common.run_main(main, help_sections=SECTIONS, import_tensorflow=False)
 
 
 if __name__ == "__main__":

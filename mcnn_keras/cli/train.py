@@ -14,7 +14,7 @@ tensorflow-io (`pip install 'mcnn-keras[s3]'`), s3://.
 
 Outputs in --model_dir: flags.json, metrics.jsonl, training_curves.png,
 checkpoints/, tensorboard/, export/ (SavedModel), summary.json.
-Every flag is a field of mcnn_keras/config.py (sections data, model,
+Every flag is a field of mcnn_keras/train/config.py (sections data, model,
 schedule, runtime).
 """
 
@@ -23,7 +23,9 @@ import sys
 
 from absl import flags
 
-from mcnn_keras import cluster, config, storage
+from mcnn_keras.core import cluster
+from mcnn_keras.train import config
+from mcnn_keras.io import storage
 from mcnn_keras.cli import common, config_flags
 from mcnn_keras.cli.paths import resolve_user_path
 
@@ -55,7 +57,7 @@ def main(argv, extra_callbacks=()):
         os.environ["TF_CONFIG"] = cluster.tf_config_from_environment(
             cfg.runtime.tf_config_from, os.environ)
     common.configure_threads(cfg.runtime.intra_op_threads, cfg.runtime.inter_op_threads)
-    from mcnn_keras import training  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
     summary = training.train(cfg, extra_callbacks)
     if summary.get("preempted"):
         sys.exit(143)  # 128 + SIGTERM, as a process killed by it would report
