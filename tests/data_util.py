@@ -1,7 +1,9 @@
 """Small TFRecord data sets for tests.
 
 `write_indexed_dataset` stores image i as a constant image of value i (mod 256)
-with label i % num_classes, so a test can see which record went where.
+with label i % num_classes, so a test can see which record went where;
+`write_bars_dataset` a set a model learns in a few epochs. (Random records
+for benchmarks: `mcnn_keras/experiments/bench/random_records.py`.)
 """
 
 import numpy as np
@@ -9,14 +11,20 @@ import numpy as np
 from mcnn_keras.io import records
 
 
+def _write(directory, prefix, num_shards, examples):
+    """(image, label, metadata) triples into `num_shards` shards, round-robin
+    (`records.ShardedRecordWriter`); returns the `prefix-*` files, sorted."""
+    with records.ShardedRecordWriter(str(directory), prefix, num_shards) as writer:
+        for image, label, metadata in examples:
+            writer.write(records.encode_example(image, label, metadata))
+    return sorted(str(p) for p in directory.glob(f"{prefix}-*.tfrecord"))
+
+
 def write_indexed_dataset(directory, prefix, count, num_shards, height=128, width=128,
                           num_classes=13):
-    with records.ShardedRecordWriter(str(directory), prefix, num_shards) as writer:
-        for i in range(count):
-            image = np.full((height, width, 3), i % 256, np.uint8)
-            writer.write(records.encode_example(image, i % num_classes,
-                                                {"class_name": str(i % num_classes)}))
-    return sorted(str(p) for p in directory.glob(f"{prefix}-*.tfrecord"))
+    return _write(directory, prefix, num_shards, (
+        (np.full((height, width, 3), i % 256, np.uint8), i % num_classes,
+         {"class_name": str(i % num_classes)}) for i in range(count)))
 
 
 def write_bars_dataset(directory, prefix, count, num_shards, height=128, width=128,
@@ -24,16 +32,17 @@ def write_bars_dataset(directory, prefix, count, num_shards, height=128, width=1
     """An easy learnable set: class c is a bright horizontal band at row c."""
     rng = np.random.default_rng(seed)
     band = max(1, height // num_classes)
-    with records.ShardedRecordWriter(str(directory), prefix, num_shards) as writer:
+
+    def examples():
         for i in range(count):
             label = i % num_classes
             image = (rng.random((height, width, 3)) * 40).astype(np.uint8)
             image[label * band:(label + 1) * band, :, label % 3] = 220
-            writer.write(records.encode_example(image, label, {
+            yield image, label, {
                 "class_name": str(label), "compound": f"compound{label}",
                 "concentration": "1.0", "plate": "Week1_22123", "well": "B02",
-                "site": str(i % 4 + 1), "replicate": str(i % 3 + 1)}))
-    return sorted(str(p) for p in directory.glob(f"{prefix}-*.tfrecord"))
+                "site": str(i % 4 + 1), "replicate": str(i % 3 + 1)}
+    return _write(directory, prefix, num_shards, examples())
 
 
 def bars_split_dir(directory, num_train, num_val, train_shards):

@@ -10,7 +10,7 @@ from mcnn_keras.train.callbacks import lr_scheduler
 from mcnn_keras.train.callbacks import metrics_logger
 from mcnn_keras.train.callbacks import target_accuracy
 from mcnn_keras.train.callbacks import throughput
-from mcnn_keras.train.callbacks.metrics_logger import read_metrics
+from mcnn_keras.train.run_dir import read_metrics
 from mcnn_keras.train.schedule import LinearScalingSchedule
 
 

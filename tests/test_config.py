@@ -135,6 +135,7 @@ def test_flat_round_trip_and_unknown_fields():
     ({"max_lr": float("nan")}, "--max_lr=nan: must be a finite number"),
     ({"height": 100, "width": 128}, "--height/--width: image height 100"),
     ({"num_classes": 3, "class_names": "a,b"}, "--class_names has 2 names"),
+    ({"tf_config_from": "slurm"}, "--tf_config_from=slurm needs --strategy=multi_worker"),
 ])
 def test_validation_names_the_flag(change, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):

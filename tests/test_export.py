@@ -20,6 +20,7 @@ from mcnn_keras.train import training
 from mcnn_keras.data.classes import MOA_CLASSES
 from mcnn_keras.model.network import build_model
 from mcnn_keras.train import run_dir as run_layout
+from mcnn_keras.train.restore import restore_model
 from mcnn_keras.train.run_dir import RunDir
 from mcnn_keras.data.bbbc021 import options
 from mcnn_keras.data.conversion import normalization as conversion_normalization
@@ -46,7 +47,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_reloaded_export_matches_the_keras_model(run_dir, tmp_path):
-    model, _, _ = RunDir(str(run_dir)).restore_model()
+    model, _, _ = restore_model(RunDir(str(run_dir)))
     images = np.random.default_rng(0).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
     expected = tf.nn.softmax(model(images)).numpy()
     np.save(tmp_path / "images.npy", images)
@@ -139,7 +140,7 @@ def test_export_refuses_what_it_did_not_write_and_moves_nothing(run_dir, tmp_pat
     assert notes.read_text() == "mine" and os.listdir(photos) == ["a.jpg"]
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "photos"]  # nothing moved aside
     with pytest.raises(ValueError, match="exists and is not a directory"):
-        export.export_saved_model(RunDir(str(run_dir)).restore_model()[0], str(notes),
+        export.export_saved_model(restore_model(RunDir(str(run_dir)))[0], str(notes),
                                   MOA_CLASSES)
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "photos"]
 
@@ -219,7 +220,7 @@ def _write_v1_export(model, path, class_names):
 
 
 def test_format_1_exports_still_read_and_load(run_dir, tmp_path):
-    model, _, _ = RunDir(str(run_dir)).restore_model()
+    model, _, _ = restore_model(RunDir(str(run_dir)))
     _write_v1_export(model, tmp_path / "v1", MOA_CLASSES)
     info = export_info.read_export_info(tmp_path / "v1")
     assert info["format_version"] == 1 and info["class_names"] == list(MOA_CLASSES)
@@ -267,7 +268,7 @@ def test_read_export_info_names_what_is_not_an_export(kind, run_dir, tmp_path):
 
 def test_features_signature_is_the_relu_of_the_first_dense_layer(run_dir):
     import keras  # pylint: disable=import-outside-toplevel
-    model, _, _ = RunDir(str(run_dir)).restore_model()
+    model, _, _ = restore_model(RunDir(str(run_dir)))
     images = np.random.default_rng(2).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
     served = tf.saved_model.load(str(run_dir / "export"))
     out = served.signatures["features"](images=tf.constant(images))
@@ -303,7 +304,7 @@ def test_load_model_fp32_equals_the_saved_model_and_bf16_is_close(run_dir):
 
 
 def test_the_saved_model_holds_each_weight_once(run_dir):
-    model, _, _ = RunDir(str(run_dir)).restore_model()
+    model, _, _ = restore_model(RunDir(str(run_dir)))
     weight_bytes = sum(w.numpy().nbytes for w in model.weights)
     data = [f for f in os.listdir(run_dir / "export" / "variables") if ".data-" in f]
     stored = sum(os.path.getsize(run_dir / "export" / "variables" / f) for f in data)

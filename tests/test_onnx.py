@@ -11,6 +11,7 @@ import pytest
 from mcnn_keras.export import info as export_info
 from mcnn_keras.export import onnx_export as export_onnx
 from mcnn_keras.data.classes import MOA_CLASSES
+from mcnn_keras.train.restore import restore_model
 from mcnn_keras.train.run_dir import RunDir
 from cli_util import assert_one_line_error, run_binary, tree_digest
 from data_util import one_epoch_run
@@ -79,7 +80,7 @@ def test_mcnn_export_format_onnx_matches_the_saved_model_in_onnxruntime(run_dir)
 def test_a_failed_conversion_keeps_the_existing_model_onnx(run_dir, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("tf2onnx")
-    model, _, _ = RunDir(str(run_dir)).restore_model()
+    model, _, _ = restore_model(RunDir(str(run_dir)))
     path = tmp_path / export_onnx.ONNX_FILE
     export_onnx.write_onnx(model, str(path), MOA_CLASSES)
     before = path.read_bytes()

@@ -1,4 +1,6 @@
-"""Tests of the scaling model (mcnn_keras/experiments/scaling_model.py) and its binary.
+"""Tests of the scaling model (mcnn_keras/experiments/scaling_model.py), its report
+(`scaling_report`: the rows mcnn-scaling-model prints), its figure (`scaling_plot`)
+and the binary.
 
     pytest tests/test_scaling_model.py       # or: bazel test //tests:test_scaling_model
 
@@ -17,6 +19,8 @@ import sys
 import pytest
 
 from mcnn_keras.experiments import scaling_model as sm
+from mcnn_keras.experiments import scaling_plot, scaling_report
+from mcnn_keras.experiments.scaling_options import ScalingModelOptions, check_options
 from mcnn_keras.model.topology import DENSE_UNITS, flat_features, model_cost
 from mcnn_keras.model import topology
 
@@ -29,9 +33,12 @@ def _within(ratio):
     return 1 - TOLERANCE <= ratio <= 1 + TOLERANCE
 
 
-def test_importing_the_model_loads_no_tensorflow():
-    code = ("import sys, mcnn_keras.experiments.scaling_model; "
-            "assert not {'tensorflow', 'keras'} & set(sys.modules), 'tensorflow imported'")
+@pytest.mark.parametrize("module", ["experiments.scaling_model", "experiments.scaling_report",
+                                    "cli.scaling_model"])
+def test_importing_the_model_loads_no_tensorflow(module):
+    # Nor matplotlib: only --plot needs it (`scaling_plot`).
+    code = (f"import sys, mcnn_keras.{module}; loaded = {{'tensorflow', 'keras', 'matplotlib'}}"
+            " & set(sys.modules); assert not loaded, loaded")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -192,6 +199,77 @@ def test_bad_setup_names_the_field(field, value):
     setup = dataclasses.replace(sm.project_setup(2, B), **{field: value})
     with pytest.raises(ValueError, match=field):
         sm.step(sm.PAPER, setup, B.height, B.width)
+
+
+def _options(**flags):
+    """The checked options of `flags` given on a command line, and the flags given."""
+    return check_options(ScalingModelOptions(**flags), given=set(flags)), set(flags)
+
+
+def test_report_rows_paper_modes_and_cluster_flags():
+    o, given = _options(paper_table1=True)
+    assert scaling_report.report_rows(o, given) == sm.paper_table1()
+    o, given = _options(paper_table1=True, bandwidth_gbps=10.0, overlap=0.0,
+                        step_overhead_s=0.5)
+    cluster = scaling_report.cluster_for(o)
+    assert cluster.network.bytes_per_s == 10e9 / 8 and cluster.step_overhead_s == 0.5
+    assert scaling_report.paper_overrides(o) == {"bf16_speedup": 1.7, "overlap": 0.0}
+    assert scaling_report.report_rows(o, given) == sm.paper_table1(cluster, overlap=0.0,
+                                                                   bf16_speedup=1.7)
+    assert scaling_report.cluster_for(_options(cluster="this_machine")[0]) is sm.THIS_MACHINE
+    o, given = _options(paper_dataset_a=True)
+    rows = scaling_report.report_rows(o, given)
+    assert rows == scaling_report.paper_dataset_a(sm.PAPER)
+    assert [r["nodes"] for r in rows] == [1, 8]
+    assert rows[1]["ttt_ratio"] == pytest.approx(1.0)  # the 8-node run sets A's epochs
+    assert rows[0]["paper_ttt_min"] == 331 and rows[0]["global_batch"] == 32
+
+
+def test_report_rows_project_crosses_datasets_modes_dtypes_and_nodes():
+    rows = scaling_report.report_rows(*_options(project=True))
+    assert len(rows) == 2 * 2 * 2 * len(scaling_report.PROJECT_NODES)
+    assert rows == scaling_report.project_predictions(sm.PAPER, bf16_speedup=1.7)
+    first = rows[0]
+    assert (first["dataset"], first["dense_gradient"], first["dtype"], first["nodes"]) \
+        == ("A", "factors", "float32", 1)
+    assert first["images_per_s"] == round(first["images_per_s"], 2)  # rounded for printing
+    # Flags that name one dataset, mode or dtype narrow the product.
+    o, given = _options(project=True, dataset="A", nodes=("1", "2"), dtype="float32")
+    rows = scaling_report.report_rows(o, given)
+    assert [(r["dataset"], r["dense_gradient"], r["nodes"]) for r in rows] \
+        == [("A", "factors", 1), ("A", "factors", 2), ("A", "allreduce", 1),
+            ("A", "allreduce", 2)]
+    # --dataset left at its default (B) keeps both datasets.
+    assert {r["dataset"] for r in scaling_report.report_rows(
+        *_options(project=True, dense_gradient="factors"))} == {"A", "B"}
+
+
+def test_report_rows_predictions_for_nodes_and_a_bad_layout_names_nodes():
+    o, given = _options(dataset="A", nodes=("1", "8", "64"), dtype="bfloat16",
+                        dense_gradient="factors")
+    rows = scaling_report.report_rows(o, given)
+    assert [r["nodes"] for r in rows] == [1, 8, 64]
+    expected = sm.predict(sm.PAPER, sm.project_setup(8, A, dtype="bfloat16",
+                                                     dense_gradient="factors"), A)
+    assert rows[1]["images_per_s"] == round(expected["images_per_s"], 2)
+    assert [r["nodes"] for r in scaling_report.report_rows(*_options())] \
+        == list(scaling_report.DEFAULT_NODES)
+    assert scaling_report.report_rows(*_options(plot="x.png")) == []  # the plot alone
+    with pytest.raises(ValueError, match="^--nodes=2: max_global_batch 8"):
+        scaling_report.report_rows(*_options(max_global_batch=8, nodes=("2",)))
+
+
+def test_plot_series_and_write_plot(tmp_path):
+    nodes, series = scaling_plot.plot_series(sm.PAPER, overlap=0.0, bf16_speedup=2.0)
+    table = sm.paper_table1(sm.PAPER, overlap=0.0, bf16_speedup=2.0)
+    assert nodes == [r["nodes"] for r in table]
+    assert series[scaling_plot.PAPER_SERIES] == [r["paper_images_per_s"] for r in table]
+    project = [v for k, v in series.items() if "this project" in k]
+    assert len(project) == 2 and project[1][0] > project[0][0]  # bfloat16 faster
+    path = scaling_plot.write_plot(str(tmp_path / "scaling.png"))
+    assert path == str(tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert os.listdir(tmp_path) == ["scaling.png"]  # written atomically: no temporaries
 
 
 def _binary(*flags, tmp_path):

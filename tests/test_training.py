@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mcnn_keras.train import training
-from mcnn_keras.train.callbacks.metrics_logger import read_metrics
+from mcnn_keras.train.run_dir import read_metrics
 from mcnn_keras.train.schedule import LinearScalingSchedule
 from data_util import bars_split_dir, checkpoint_weights, small_run_config
 

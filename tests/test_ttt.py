@@ -120,7 +120,8 @@ def test_run_without_progress_is_stopped_as_stalled(tmp_path, testdata_dir):
 
 def _history(tmp_path, epochs):
     """A metrics file written by the real MetricsLogger, read back."""
-    from mcnn_keras.train.callbacks.metrics_logger import MetricsLogger, read_metrics  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train.callbacks.metrics_logger import MetricsLogger  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train.run_dir import read_metrics  # pylint: disable=import-outside-toplevel
     path = str(tmp_path / f"metrics-{len(os.listdir(tmp_path))}.jsonl")  # a fresh file
     logger = MetricsLogger(path)
     logger.on_train_begin()

@@ -18,8 +18,7 @@ import time
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from random_records import write_records  # pylint: disable=wrong-import-position
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 flags.DEFINE_integer("height", 1024, "Image height.")
 flags.DEFINE_integer("width", 1280, "Image width.")
@@ -48,28 +47,19 @@ def time_binary(data_dir, dtype):
 
 
 def time_plain_loop(dtype):
-    """images/s of `train_on_batch` on one in-memory batch, same model and loss."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
-    model = build_model(FLAGS.height, FLAGS.width, dtype_policy=dtype, weight_decay=5e-5)
-    training.compile_model(model, config.ScheduleConfig(), num_classes=13)
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (FLAGS.batch_size, FLAGS.height, FLAGS.width, 3),
-                          dtype=np.uint8)
-    labels = rng.integers(0, 13, (FLAGS.batch_size,))
-    model.train_on_batch(images, labels)  # tracing
-    start = time.perf_counter()
-    for _ in range(FLAGS.steps):
-        model.train_on_batch(images, labels)
-    return {"images_per_s": FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)}
+    """Speeds of the plain in-memory `train_on_batch` loop (`throughput.plain_steps`:
+    same model, optimizer and loss at the training defaults), its first step excluded."""
+    from mcnn_keras.experiments.bench import throughput  # pylint: disable=import-outside-toplevel
+    return throughput.plain_steps(throughput.Setup(
+        height=FLAGS.height, width=FLAGS.width, batch_size=FLAGS.batch_size, dtype=dtype,
+        steps=FLAGS.steps, warmup_steps=1))
 
 
 def main(argv):
     del argv
+    from mcnn_keras.experiments.bench.random_records import write_random_records  # pylint: disable=import-outside-toplevel
     data_dir = tempfile.mkdtemp(prefix="bench-data-")
-    write_records(data_dir, FLAGS.batch_size * 4, FLAGS.height, FLAGS.width, FLAGS.shards)
+    write_random_records(data_dir, FLAGS.height, FLAGS.width, FLAGS.batch_size * 4, FLAGS.shards)
     results = {"machine": f"{platform.processor() or platform.machine()}, "
                           f"{os.cpu_count()} cores",
                "height": FLAGS.height, "width": FLAGS.width, "batch_size": FLAGS.batch_size,
@@ -77,8 +67,9 @@ def main(argv):
     for dtype in FLAGS.dtypes:
         binary = time_binary(data_dir, dtype)
         plain = time_plain_loop(dtype)
+        # Both over all timed steps: the binary's images_per_s is a mean too.
         results[dtype] = {"binary": binary, "plain_train_on_batch": plain,
-                          "binary_vs_plain": binary["images_per_s"] / plain["images_per_s"]}
+                          "binary_vs_plain": binary["images_per_s"] / plain["images_per_s_mean"]}
     print(json.dumps(results, indent=2))
 
 

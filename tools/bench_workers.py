@@ -20,8 +20,7 @@ import tempfile
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from random_records import write_records  # pylint: disable=wrong-import-position
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 flags.DEFINE_integer("height", 1024, "Image height.")
 flags.DEFINE_integer("width", 1280, "Image width.")
@@ -60,9 +59,10 @@ def run(data_dir, num_workers, dense_gradient="auto"):
 
 def main(argv):
     del argv
+    from mcnn_keras.experiments.bench.random_records import write_random_records  # pylint: disable=import-outside-toplevel
     data_dir = tempfile.mkdtemp(prefix="bench-data-")
-    write_records(data_dir, FLAGS.global_batch * 2, FLAGS.height, FLAGS.width,
-                  shards=2 * FLAGS.num_workers)
+    write_random_records(data_dir, FLAGS.height, FLAGS.width, FLAGS.global_batch * 2,
+                         num_shards=2 * FLAGS.num_workers)
     modes = [(1, "auto")] + [(FLAGS.num_workers, mode) for mode in FLAGS.dense_gradients]
     runs = {way: [] for way in modes}
     for _ in range(FLAGS.rounds):

@@ -15,7 +15,7 @@ activation_bytes (analytic, Fig. 2), rss_over_activations, cpu, threads.
 Several values of --batch_size, --dtype or --remat (or --sweep_output_dir)
 run each configuration in a fresh process, so each peak RSS is its own.
 Without --train_files, pipeline and input_only write a temporary set of
-synthetic TFRecords of the given size.
+random-pixel TFRecords of the given size.
 """
 
 import dataclasses
@@ -39,9 +39,7 @@ def options_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras.model import topology  # pylint: disable=import-outside-toplevel
     o = options_from_flags()
-    topology.check_size_flags(o.height, o.width)
     configs = setups(o)
     if len(configs) > 1 or o.sweep_output_dir:
         output_dir = resolve_user_path(o.sweep_output_dir) if o.sweep_output_dir else None

@@ -49,7 +49,7 @@ def run_conversion(argv, sections, options_class, input_flag, load_convert):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
     from mcnn_keras.io import atomic  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io import storage  # pylint: disable=import-outside-toplevel
     values = config_flags.values(sections)
     check_local(**{input_flag: values[input_flag]})
@@ -59,7 +59,7 @@ def run_conversion(argv, sections, options_class, input_flag, load_convert):
         storage.require_filesystem(output_dir)
     local_dir = staging_dir(output_dir) if remote else output_dir
     if local_dir:  # a file or a read-only place: one line naming the flag
-        run_dir.make_output_dir(local_dir, "staging_dir" if remote else "output_dir")
+        make_output_dir(local_dir, "staging_dir" if remote else "output_dir")
     options = options_class(**{**values, input_flag: resolve_user_path(values[input_flag]),
                                "output_dir": local_dir})
     manifest = load_convert()(options, flags={**values, "progress": FLAGS.progress},

@@ -23,6 +23,7 @@ def main(argv):
     from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
     from mcnn_keras.data import dataset  # pylint: disable=import-outside-toplevel
     from mcnn_keras.serve import evaluation  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io import storage  # pylint: disable=import-outside-toplevel
     o = check_options(EvaluateOptions(**config_flags.values(SECTIONS)))
@@ -30,7 +31,7 @@ def main(argv):
     run = run_dir.RunDir(resolve_user_path(o.model_dir)) if o.model_dir else None
     output_dir = resolve_user_path(o.output_dir)
     if output_dir:  # before any work; the default one once the source proved real
-        run_dir.make_output_dir(output_dir, "output_dir")
+        make_output_dir(output_dir, "output_dir")
     if o.saved_model:
         predictor = evaluation.saved_model_predictor(resolve_user_path(o.saved_model))
     else:
@@ -43,7 +44,7 @@ def main(argv):
     files = dataset.list_files(",".join(resolve_user_path(p) for p in patterns.split(",")))
     class_names = (run_config.data.class_name_list() if run_config else
                    config.DataConfig(num_classes=predictor.num_classes).class_name_list())
-    output_dir = output_dir or run_dir.make_output_dir(
+    output_dir = output_dir or make_output_dir(
         run.eval if run else os.path.join(resolve_user_path(o.saved_model), "eval"),
         "output_dir")
     report = evaluation.evaluate(

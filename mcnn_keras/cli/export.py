@@ -26,7 +26,7 @@ def main(argv):
         raise ValueError(f"unexpected arguments {argv[1:]}")
     from mcnn_keras.export import saved_model as export  # pylint: disable=import-outside-toplevel
     from mcnn_keras.export import onnx_export as export_onnx  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import restore, run_dir  # pylint: disable=import-outside-toplevel
     o = check_options(ExportOptions(**config_flags.values(SECTIONS)))
     onnx = o.format == "onnx"
     if onnx:
@@ -40,7 +40,7 @@ def main(argv):
         export.check_export_dir(path)  # before any work: nothing of the user's moves
     except ValueError as e:
         raise ValueError(f"--export_dir={path}: {e}") from None
-    model, cfg, checkpoint = run.restore_model(resolve_user_path(o.checkpoint) or None)
+    model, cfg, checkpoint = restore.restore_model(run, resolve_user_path(o.checkpoint) or None)
     info = export.export_saved_model(model, path, cfg.data.class_name_list(),
                                      train_files=cfg.data.train_files, onnx=onnx)
     normalization = info["normalization"]

@@ -29,10 +29,10 @@ def main(argv):
         raise ValueError(f"unexpected arguments {argv[1:]}")
     o = check_options(ProfileOptions(**config_flags.values(SECTIONS)))
     from mcnn_keras.profiling import profile, report  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io import storage  # pylint: disable=import-outside-toplevel
     storage.require_filesystem([o.features, o.output_dir])
-    output_dir = run_dir.make_output_dir(resolve_user_path(o.output_dir), "output_dir")
+    output_dir = make_output_dir(resolve_user_path(o.output_dir), "output_dir")
     result = profile.evaluate(resolve_user_path(o.features), o.aggregate,
                               o.normalize, o.batch, o.control)
     report.write_report(result, output_dir)

@@ -23,15 +23,13 @@ def main(argv):
     """Checks the flags (one-line ValueError naming the flag), then writes."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras.model import topology  # pylint: disable=import-outside-toplevel
     o = check_options(SyntheticOptions(**config_flags.values(SECTIONS)))
-    topology.check_size_flags(o.height, o.width)
     difficulty = make_options_difficulty(o)
     from mcnn_keras.data.synthetic import generator as synthetic  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io import storage  # pylint: disable=import-outside-toplevel
     storage.require_filesystem(o.output_dir)
-    output_dir = run_dir.make_output_dir(resolve_user_path(o.output_dir), "output_dir")
+    output_dir = make_output_dir(resolve_user_path(o.output_dir), "output_dir")
     summary = synthetic.write_synthetic_dataset(
         output_dir, o.height, o.width, o.num_train, o.num_val,
         o.num_shards, o.seed, compression=o.compression, difficulty=difficulty)

@@ -25,7 +25,6 @@ from absl import flags
 
 from mcnn_keras.core import cluster
 from mcnn_keras.train import config
-from mcnn_keras.io import storage
 from mcnn_keras.cli import common, config_flags
 from mcnn_keras.cli.paths import resolve_user_path
 
@@ -46,13 +45,7 @@ def main(argv, extra_callbacks=()):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
     cfg = config_from_flags()
-    # Before any work: s3:// without a loadable tensorflow-io is one line.
-    storage.require_filesystem([cfg.data.train_files, cfg.data.val_files,
-                                cfg.runtime.model_dir])
     if cfg.runtime.tf_config_from:
-        if cfg.runtime.strategy != "multi_worker_mirrored":
-            raise ValueError(f"--tf_config_from={cfg.runtime.tf_config_from} needs "
-                             f"--strategy=multi_worker_mirrored")
         # Before the strategy is made: it reads TF_CONFIG.
         os.environ["TF_CONFIG"] = cluster.tf_config_from_environment(
             cfg.runtime.tf_config_from, os.environ)

@@ -54,16 +54,14 @@ def _paths(files):
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
-    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.model import topology  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.experiments.ttt import experiment as ttt  # pylint: disable=import-outside-toplevel
     from mcnn_keras.experiments.ttt import report as ttt_report  # pylint: disable=import-outside-toplevel
     o = TTTOptions(**config_flags.values(_ALL))
-    topology.check_size_flags(o.height, o.width)
     o = check_options(dataclasses.replace(o, output_dir=resolve_user_path(o.output_dir),
                                           train_files=_paths(o.train_files),
                                           val_files=_paths(o.val_files)))
-    output_dir = run_dir.make_output_dir(o.output_dir, "output_dir")
+    output_dir = make_output_dir(o.output_dir, "output_dir")
     if o.train_files:
         data = ttt.Data(o.train_files, o.val_files)
     else:

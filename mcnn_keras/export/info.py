@@ -16,10 +16,11 @@ Usage:
 import json
 import os
 
+from mcnn_keras.core import image_size
 from mcnn_keras.data.conversion import normalization as conversion_normalization
 from mcnn_keras.export.signatures import FEATURES, FEATURES_LAYER, SERVING
-from mcnn_keras.io import storage
 from mcnn_keras.model import topology
+from mcnn_keras.io import storage
 
 
 MARKER = "mcnn_export.json"
@@ -161,12 +162,12 @@ def build_info(height, width, class_names, channels=DEFAULT_CHANNELS,
         "num_classes": len(class_names), "height": height, "width": width,
         "input": {"name": "images", "dtype": "uint8", "shape": [None, height, width, 3],
                   "scaling": "x / 255 inside the model (layer 'scale')"},
-        "padding": {"padded_height": topology.padded_size(height),
-                    "padded_width": topology.padded_size(width),
-                    "padded_sizes": {str(k): v for k, v in topology.PADDED_SIZES.items()},
+        "padding": {"padded_height": image_size.padded_size(height),
+                    "padded_width": image_size.padded_size(width),
+                    "padded_sizes": {str(k): v for k, v in image_size.PADDED_SIZES.items()},
                     "rule": "a side listed in padded_sizes is zero-padded (centred) to that "
                             "size inside the model; any other side must be a multiple of "
-                            f"{topology.SIZE_MULTIPLE}"},
+                            f"{image_size.SIZE_MULTIPLE}"},
         "channels": list(channels), "channels_from": channels_from,
         "normalization": normalization, "normalization_missing": normalization_missing,
         "normalization_modes": NORMALIZATION_MODES,

@@ -26,7 +26,8 @@ import logging
 import os
 
 from mcnn_keras.core import cluster
-from mcnn_keras.model.topology import CONVS_PER_PATHWAY, FILTERS, SCALES, model_cost, padded_size
+from mcnn_keras.core.image_size import padded_size
+from mcnn_keras.model.topology import CONVS_PER_PATHWAY, FILTERS, SCALES, model_cost
 
 _LOG = logging.getLogger(__name__)
 

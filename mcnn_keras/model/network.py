@@ -33,9 +33,9 @@ from mcnn_keras.model import space_to_depth as s2d
 from mcnn_keras.model.factored_dense import FactoredDense
 from mcnn_keras.model.memory import remat_scales
 # The shape and analytic cost of the network: topology.py (no TensorFlow).
+from mcnn_keras.core.image_size import check_input_size, padded_size
 from mcnn_keras.model.topology import (
-    CONVS_PER_PATHWAY, DENSE_UNITS, FILTERS, KERNEL, MERGE_FILTERS, SCALES, check_input_size,
-    padded_size)
+    CONVS_PER_PATHWAY, DENSE_UNITS, FILTERS, KERNEL, MERGE_FILTERS, SCALES)
 
 def _pathway_layers(scale, filters, policy, weights, space_to_depth=False):
     """The layers of pathway `scale`, in order: pre-pool, three convs, post-pool

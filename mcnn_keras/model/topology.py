@@ -1,8 +1,7 @@
 """The M-CNN's topology and analytic cost, without TensorFlow.
 
 Everything that is arithmetic on the network's shape: the pathways' scales and
-filters, which input sizes work (multiples of 64; 724 zero-padded to 768),
-the first dense layer's fan-in, the analytic `model_cost` (parameters, FLOPs,
+filters, the first dense layer's fan-in, the analytic `model_cost` (parameters, FLOPs,
 activation bytes), and whether the big dense layer's gradient should travel
 as sufficient factors (`use_factors`). `model.py` builds the Keras graph from
 these numbers; the scaling model and `--help` use them without importing
@@ -17,44 +16,14 @@ Usage:
 
 import dataclasses
 
+from mcnn_keras.core.image_size import check_input_size, padded_size
+
 SCALES = (1, 2, 4, 8, 16, 32, 64)
 FILTERS = (16, 16, 16, 32, 32, 32, 64)
 CONVS_PER_PATHWAY = 3
 KERNEL = 5
 MERGE_FILTERS = 1024
 DENSE_UNITS = 512
-# Every pathway ends at H/64 x W/64 only if 64 divides the size; with a multiple
-# of 128 the final 2x2 pool is exact too (e.g. 256 x 320 floors 4 x 5 to 2 x 2).
-SIZE_MULTIPLE = 64
-# Dataset B of the paper: 724 x 724 = 1024 / sqrt(2), zero-padded by 22 pixels
-# per side, since 724 is no multiple of 128 and the pathways would not align.
-PADDED_SIZES = {724: 768}
-
-
-def padded_size(size):
-    """Returns the size the network runs at for an input side of `size`."""
-    return PADDED_SIZES.get(size, size)
-
-
-def check_input_size(height, width):
-    """Raises ValueError unless the network can run on height x width."""
-    for name, size in (("height", height), ("width", width)):
-        if not isinstance(size, int) or size <= 0:
-            raise ValueError(f"image {name} must be a positive integer, got {size!r}")
-        if padded_size(size) % SIZE_MULTIPLE:
-            raise ValueError(
-                f"image {name} {size} is not supported: the M-CNN needs a multiple "
-                f"of {SIZE_MULTIPLE} (or 724, zero-padded to 768)")
-
-
-def check_size_flags(height, width):
-    """`check_input_size` for the --height/--width flags: the error names them."""
-    try:
-        check_input_size(height, width)
-    except ValueError as e:
-        raise ValueError(f"--height/--width: {e}") from None
-
-
 def flat_features(height, width):
     """Inputs of the first dense layer: 81 920 at 1024 x 1280."""
     check_input_size(height, width)

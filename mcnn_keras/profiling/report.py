@@ -142,8 +142,8 @@ def plot_embedding(treatments, path, title="treatment profiles (PCA)"):
 
 def write_report(result, output_dir):
     """Writes the files of the module docstring into `output_dir`; returns their paths."""
-    from mcnn_keras.train import run_dir  # pylint: disable=import-outside-toplevel
-    run_dir.make_output_dir(output_dir, "output_dir")
+    from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
+    make_output_dir(output_dir, "output_dir")
     paths = [write_profiles(result, os.path.join(output_dir, PROFILES)),
              write_treatments_csv(treatment_rows(result),
                                   os.path.join(output_dir, TREATMENTS_CSV))]

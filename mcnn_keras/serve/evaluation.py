@@ -24,7 +24,7 @@ from mcnn_keras.io import atomic
 from mcnn_keras.data import dataset
 from mcnn_keras.io import plots
 from mcnn_keras.io import records
-from mcnn_keras.train import run_dir
+from mcnn_keras.train import restore, run_dir
 from mcnn_keras.io import storage
 from mcnn_keras.serve import treatments
 
@@ -42,7 +42,7 @@ class Predictor:
 
 def checkpoint_predictor(model_dir, checkpoint=None):
     """A predictor from the latest (or given) checkpoint of a training run."""
-    model, cfg, path = run_dir.RunDir(model_dir).restore_model(checkpoint)
+    model, cfg, path = restore.restore_model(run_dir.RunDir(model_dir), checkpoint)
     predict = tf.function(lambda x: tf.nn.softmax(model(x, training=False), axis=-1))
     return Predictor(predict, cfg.data.height, cfg.data.width, cfg.data.num_classes, path)
 

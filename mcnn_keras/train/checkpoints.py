@@ -15,7 +15,7 @@ to the newest intact checkpoint, with a warning naming each damaged file:
 the cost is bounded (the steps since that checkpoint, redone exactly, since
 the input stream resumes at any step), and a cluster that restarts the job
 by itself would otherwise fail every restart until someone deletes files by
-hand. (`run_dir.RunDir.latest_checkpoint`, for export and evaluation, refuses
+hand. (`restore.latest_checkpoint`, for export and evaluation, refuses
 instead: there a fallback would silently change which model is exported.)
 If checkpoint files exist but none reads back, restoring fails naming them.
 `Checkpointer.save` refuses non-finite weights (`divergence.check_finite`).

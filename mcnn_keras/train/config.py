@@ -29,6 +29,7 @@ Usage:
 import dataclasses
 import os
 
+from mcnn_keras.core.image_size import check_size_flags
 from mcnn_keras.core.options import check_value, option
 from mcnn_keras.core.repo import DEMO_DATA
 from mcnn_keras.data.classes import MOA_CLASSES
@@ -202,7 +203,7 @@ class TrainConfig:
         return TrainConfig.from_flat({**self.flat(), **changes})
 
 
-# Flags a re-run on an existing model_dir may change (`run_dir.RunDir.check_resume`).
+# Flags a re-run on an existing model_dir may change (`resume.check_resume`).
 # They say how long to train and how to run, checkpoint and log, never what is
 # trained: changing data, model, seed or the schedule's shape would mix two
 # experiments in one directory's checkpoints and metrics. `epochs` extends (or
@@ -211,7 +212,7 @@ class TrainConfig:
 # and `microbatches` how the same gradient is computed;
 # `model_dir` may differ when the directory was moved or given relatively.
 # What these resolve to (the global batch, steps per epoch) must still match:
-# `RunDir.check_plan`.
+# `resume.check_plan`.
 RESUMABLE_CHANGES = ("epochs", "target_accuracy", "model_dir", "strategy",
                      "collective_implementation", "collective_timeout_s", "startup_timeout",
                      "tf_config_from", "checkpoint_every_steps", "keep_checkpoints",
@@ -237,10 +238,12 @@ def validate(cfg):
     for _, f in fields():
         check_value(f.name, flat[f.name], f.metadata)
     if cfg.data.height or cfg.data.width:
-        from mcnn_keras.model.topology import check_size_flags  # pylint: disable=import-outside-toplevel
         check_size_flags(cfg.data.height, cfg.data.width)
     cfg.data.class_name_list()
     check_microbatches(cfg.schedule.batch_size, cfg.model.microbatches)
+    if cfg.runtime.tf_config_from and cfg.runtime.strategy != "multi_worker_mirrored":
+        raise ValueError(f"--tf_config_from={cfg.runtime.tf_config_from} needs "
+                         f"--strategy=multi_worker_mirrored")
     return cfg
 
 

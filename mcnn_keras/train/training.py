@@ -37,32 +37,34 @@ import os
 import keras
 import tensorflow as tf
 
+from mcnn_keras.core import cluster
+from mcnn_keras.data import dataset
+from mcnn_keras.export import saved_model as export
 from mcnn_keras.io import atomic
+from mcnn_keras.io import plots
+from mcnn_keras.io import records
+from mcnn_keras.io import storage
+from mcnn_keras.model import memory
+from mcnn_keras.model import microbatch
+from mcnn_keras.model import optimizer as mcnn_optimizer
+from mcnn_keras.model import topology
+from mcnn_keras.model.network import build_model
+from mcnn_keras.model.topology import DENSE_UNITS, flat_features
+from mcnn_keras.train import checkpoints as train_checkpoints
+from mcnn_keras.train import config
+from mcnn_keras.train import distribute
+from mcnn_keras.train import keras_multiworker_fix
+from mcnn_keras.train import leftovers
+from mcnn_keras.train import resume
+from mcnn_keras.train import run_dir
+from mcnn_keras.train import run_lock
 from mcnn_keras.train.callbacks import checkpoint
 from mcnn_keras.train.callbacks import divergence
 from mcnn_keras.train.callbacks import lr_scheduler
 from mcnn_keras.train.callbacks import metrics_logger
 from mcnn_keras.train.callbacks import target_accuracy
 from mcnn_keras.train.callbacks import throughput
-from mcnn_keras.core import cluster
-from mcnn_keras.train import config
-from mcnn_keras.data import dataset
-from mcnn_keras.train import distribute
-from mcnn_keras.export import saved_model as export
-from mcnn_keras.train import keras_multiworker_fix
-from mcnn_keras.train import leftovers
-from mcnn_keras.io import plots
-from mcnn_keras.io import records
-from mcnn_keras.train import run_dir
-from mcnn_keras.io import storage
-from mcnn_keras.model import memory
-from mcnn_keras.model import microbatch
-from mcnn_keras.model import optimizer as mcnn_optimizer
-from mcnn_keras.model.network import build_model
-from mcnn_keras.model.topology import DENSE_UNITS, flat_features
 from mcnn_keras.train.schedule import LinearScalingSchedule
-from mcnn_keras.model import topology
-from mcnn_keras.train import checkpoints as train_checkpoints
 
 _LOG = logging.getLogger(__name__)
 
@@ -174,13 +176,15 @@ class _Run:
     global_batch: int
 
 
-def _set_up(cfg):
+def _set_up(cfg, out, chief):
     runtime = cfg.runtime
-    storage.require_filesystem(runtime.model_dir)  # before any work: s3:// needs tensorflow-io
     strategy = distribute.make_strategy(runtime.strategy, runtime.collective_implementation,
                                         runtime.collective_timeout_s, runtime.startup_timeout)
     keras_multiworker_fix.apply(strategy)  # no-op unless Keras' bugs can bite
     task = distribute.task_info(strategy)
+    if task.is_chief != chief:  # both read TF_CONFIG: a disagreement is our bug
+        raise RuntimeError(f"TF_CONFIG says chief={chief}, the strategy says "
+                           f"chief={task.is_chief}")
     keras.utils.set_random_seed(runtime.seed)
     scratch = run_dir.RunDir(distribute.writer_dir(runtime.model_dir, task))
     tf.io.gfile.makedirs(scratch.path)
@@ -196,7 +200,7 @@ def _set_up(cfg):
     _LOG.info("worker %d/%d: %d train shards, per-replica batch %d, global batch %d, "
                  "%d steps/epoch", task.worker_index, task.num_workers, len(train_files),
                  cfg.schedule.batch_size, global_batch, steps_per_epoch)
-    return _Run(strategy, task, run_dir.RunDir(runtime.model_dir), scratch, train_files,
+    return _Run(strategy, task, out, scratch, train_files,
                 val_files, steps_per_epoch, validation_steps, global_batch)
 
 
@@ -302,7 +306,7 @@ def _fit(cfg, run, model, phases, fit_callbacks):
 def _write_results(cfg, run, model, summary):
     """The chief's curves PNG, SavedModel and summary.json."""
     if tf.io.gfile.exists(run.out.metrics):
-        history = metrics_logger.read_metrics(run.out.metrics)
+        history = run_dir.read_metrics(run.out.metrics)
         summary["final"] = history[-1] if history else None
         plots.plot_training_curves(history, run.out.training_curves)
     export.export_saved_model(model, run.out.export, cfg.data.class_name_list(),
@@ -324,32 +328,37 @@ def _is_chief(runtime):
 def train(cfg, extra_callbacks=()):
     """Runs training as configured; returns the summary dict (also in summary.json).
 
-    The chief holds the model_dir's lock (`RunDir.lock`) for the whole run,
+    The chief holds the model_dir's lock (`run_lock.hold`) for the whole run,
     taken first, so a second run on the directory fails at once. A re-run may
-    change only `config.RESUMABLE_CHANGES`; flags.json is written once the
-    model is built and restored. `extra_callbacks` are added to Keras' `fit`
-    after the project's own.
+    change only `config.RESUMABLE_CHANGES` (`resume`); flags.json is written
+    once the model is built and restored. `extra_callbacks` are added to
+    Keras' `fit` after the project's own.
     """
     cfg = config.validate(cfg)
+    # Before any work: s3:// without a loadable tensorflow-io is one line.
+    storage.require_filesystem([cfg.data.train_files, cfg.data.val_files,
+                                cfg.runtime.model_dir])
     chief = _is_chief(cfg.runtime)
-    with run_dir.RunDir(cfg.runtime.model_dir).lock() if chief else contextlib.nullcontext():
-        return _train(cfg, extra_callbacks, chief)
-
-
-def _train(cfg, extra_callbacks, chief):
-    cfg = config.validate(memory.resolve_memory(resolve_image_size(cfg)))  # auto -> picks
     out = run_dir.RunDir(cfg.runtime.model_dir)
-    changed = out.check_resume(cfg) if chief else {}  # before anything is built
+    with run_lock.hold(out) if chief else contextlib.nullcontext():
+        return _train(cfg, out, extra_callbacks, chief)
+
+
+def _train(cfg, out, extra_callbacks, chief):
+    # "auto" sizes and batches -> what the records and memory allow; the picks
+    # are checked like flags.
+    cfg = config.validate(memory.resolve_memory(resolve_image_size(cfg)))
+    changed = resume.check_resume(out, cfg) if chief else {}  # before anything is built
     if chief:
         export.check_export_dir(out.export)  # not at the end of a long run
-    run = _set_up(cfg)
+    run = _set_up(cfg, out, chief)
     plan = {"global_batch": run.global_batch, "steps_per_epoch": run.steps_per_epoch,
             "num_workers": run.task.num_workers}
-    if run.task.is_chief:
-        out.check_plan(plan)
+    if chief:
+        resume.check_plan(out, plan)
     model, checkpointer, start_step = _build(cfg, run)
     total_steps = cfg.schedule.epochs * run.steps_per_epoch
-    if run.task.is_chief:  # training starts: only now may flags.json change
+    if chief:  # training starts: only now may flags.json change
         if changed:
             _LOG.info("resuming at step %d with changed flags: %s", start_step, ", ".join(
                 f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))

@@ -13,6 +13,7 @@ Usage:
 
 import dataclasses
 
+from mcnn_keras.core.image_size import check_size_flags
 from mcnn_keras.core.options import check_fields, field_map, option, same_as
 from mcnn_keras.data.synthetic.difficulty import DIFFICULTIES, Difficulty, make_difficulty
 
@@ -55,9 +56,8 @@ def make_options_difficulty(options):
 def check_options(options):
     """Raises ValueError naming the flag of the first bad option; returns `options`.
 
-    (The image size is the model's rule: the binary checks it with
-    `model.topology.check_size_flags`, a floor above this one.)
     """
+    check_size_flags(options.height, options.width)
     check_fields(options)
     if not options.output_dir:
         raise ValueError("--output_dir is required")

@@ -16,6 +16,7 @@ Usage:
 import dataclasses
 import itertools
 
+from mcnn_keras.core.image_size import check_size_flags
 from mcnn_keras.core.options import check_fields, field_map, option, same_as
 from mcnn_keras.experiments.bench.throughput import MODES, Setup
 from mcnn_keras.train.config import DataConfig, ModelConfig, RuntimeConfig, check_microbatches
@@ -47,7 +48,7 @@ class BenchOptions:
     steps: int = option(10, "Timed steps (batches; calls per layer).", minimum=1)
     warmup_steps: int = option(2, "Untimed steps first (tracing, buffers).", minimum=0)
     train_files: str = same_as(_DATA["train_files"], "", help="TFRecord globs for "
-                               "pipeline/input_only; '' = a temporary synthetic set.")
+                               "pipeline/input_only; '' = a temporary set of random records.")
     num_records: int = option(0, "Records of the temporary set; 0 = batch x "
                               "(warmup_steps + steps + 1).", minimum=0)
     peak_size: int = option(4096, "n of the n x n matmul that measures the peak.", minimum=1)
@@ -68,8 +69,8 @@ class BenchOptions:
 def check_options(options):
     """Raises ValueError naming the flag of the first bad option; returns `options`.
 
-    (The image size is the model's rule: `model.topology.check_size_flags`.)
     """
+    check_size_flags(options.height, options.width)
     batches = options.batch_sizes()
     check_fields(options)
     for b in batches:

@@ -2,10 +2,12 @@
 
 `run(Setup(...))` measures one configuration and returns JSON-ready dicts:
 
-- `synthetic`: in-memory batches through the compiled training step of the
-  real model, optimizer and loss (`training.compile_model`, `train_on_batch`);
+- `synthetic`: the plain step, `plain_steps`: one in-memory batch through the
+  compiled training step of the real model, optimizer and loss at the training
+  defaults (`training.compile_model`, `train_on_batch`); tools call it too;
 - `pipeline`: the same step fed by the real tf.data input from TFRecords, as
-  `mcnn-train` reads them (`dataset.train_dataset` with the data config);
+  `mcnn-train` reads them (`dataset.train_dataset` with the data config;
+  without `train_files`, a temporary set of `random_records`);
 - `input_only`: images decoded and batched per second, no model;
 - `layers`: forward + backward time of every conv and dense layer alone
   (`layers`).
@@ -23,6 +25,7 @@ Usage:
 
     for line in run(Setup(height=1024, width=1280, batch_size=8, mode="synthetic")):
         print(json.dumps(line))
+    plain_steps(Setup(batch_size=8, steps=12, warmup_steps=1))["images_per_s_mean"]
     sweep([Setup(batch_size=b) for b in (8, 16, 32)], output_dir="bench-out")
 """
 
@@ -38,6 +41,7 @@ import tempfile
 
 from mcnn_keras.core import processes
 from mcnn_keras.core.repo import python_path
+from mcnn_keras.experiments.bench.random_records import write_random_records
 from mcnn_keras.experiments.bench.timing import matmul_peak_gflops, timed
 from mcnn_keras.model import memory
 from mcnn_keras.model.topology import model_cost
@@ -61,7 +65,7 @@ class Setup:
     mode: str = "synthetic"
     steps: int = 10
     warmup_steps: int = 2
-    train_files: str = ""  # '' = a temporary set of synthetic records
+    train_files: str = ""  # '' = a temporary set of random records (random_records.py)
     num_records: int = 0  # of that set; 0 = batch x (warmup + steps + 1)
     peak_size: int = 4096  # n of the n x n matmul that measures the peak
     intra_op_threads: int = 0
@@ -99,23 +103,6 @@ def _threads():
 
 # --- Data ----------------------------------------------------------------------
 
-def write_records(directory, height, width, count, num_shards=8):
-    """`count` real TFRecords of synthetic fields (up to 4 distinct: decoding does
-    not depend on content), in min(num_shards, count) shards; returns the files."""
-    from mcnn_keras.io import records  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.data.synthetic import generator as synthetic  # pylint: disable=import-outside-toplevel
-    distinct = [synthetic.render_example(i % 13, height, width, 0, "train", i)
-                for i in range(min(count, 4))]
-    num_shards = max(1, min(num_shards, count))
-    files = []
-    for shard in range(num_shards):
-        path = os.path.join(directory, records.shard_name("train", shard, num_shards))
-        records.write_shard(path, (distinct[i % len(distinct)]
-                                   for i in range(shard, count, num_shards)))
-        files.append(path)
-    return files
-
-
 def _input(setup, files):
     """The training input of `mcnn-train` over `files`, and its steps per epoch."""
     from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
@@ -134,14 +121,17 @@ def _input(setup, files):
 # --- Measurements --------------------------------------------------------------
 
 def _model(setup):
+    """`mcnn-train`'s model, optimizer and loss at the training defaults
+    (`train/config.py`: weight decay, classes, schedule)."""
     from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
     from mcnn_keras.model import microbatch  # pylint: disable=import-outside-toplevel
     from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
     from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
-    model = build_model(setup.height, setup.width, dtype_policy=setup.dtype,
+    num_classes = config.DataConfig().num_classes
+    model = build_model(setup.height, setup.width, num_classes, dtype_policy=setup.dtype,
                         weight_decay=config.ModelConfig().weight_decay, remat=setup.remat,
                         space_to_depth=setup.space_to_depth)
-    training.compile_model(model, config.ScheduleConfig(), num_classes=13)
+    training.compile_model(model, config.ScheduleConfig(), num_classes=num_classes)
     return microbatch.split_train_step(model, setup.microbatches)
 
 
@@ -164,13 +154,18 @@ def _train_steps(setup, next_batch):
     return _speed(setup, timed(step, setup.steps))
 
 
-def _synthetic(setup, _):
+def plain_steps(setup):
+    """The plain step (mode `synthetic`; `tools/bench_train.py` sets `mcnn-train`
+    against it): `train_on_batch` of `_model(setup)` on one in-memory batch of
+    random uint8 images, no input pipeline. `_speed`'s dict (median and mean
+    images/s, median step_s) of `setup.steps` steps after `setup.warmup_steps`."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(0)
     images = tf.constant(rng.integers(0, 256, (setup.batch_size, setup.height, setup.width, 3),
                                       dtype=np.uint8))
-    labels = tf.constant(rng.integers(0, 13, (setup.batch_size,)))
+    labels = tf.constant(rng.integers(0, config.DataConfig().num_classes, (setup.batch_size,)))
     return _train_steps(setup, lambda: (images, labels))
 
 
@@ -190,7 +185,8 @@ def _input_only(setup, files):
     return {**speed, "images_per_s_per_core": speed["images_per_s"] / cores}
 
 
-_MEASURE = {"synthetic": _synthetic, "pipeline": _pipeline, "input_only": _input_only}
+_MEASURE = {"synthetic": lambda setup, _: plain_steps(setup), "pipeline": _pipeline,
+            "input_only": _input_only}
 
 
 def run(setup):
@@ -212,7 +208,7 @@ def run(setup):
             scratch = tempfile.mkdtemp(prefix="mcnn-bench-")
             count = setup.num_records or setup.batch_size * (
                 setup.warmup_steps + setup.steps + 1)
-            files = write_records(scratch, setup.height, setup.width, count)
+            files = write_random_records(scratch, setup.height, setup.width, count)
         elif files:
             from mcnn_keras.data import dataset  # pylint: disable=import-outside-toplevel
             files = dataset.list_files(files)
@@ -284,11 +280,10 @@ def write_sweep(rows, output_dir):
 
 
 def _plot(rows, output_dir):
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
+    # plots first: it selects matplotlib's Agg backend before pyplot loads.
+    from mcnn_keras.io import plots  # pylint: disable=import-outside-toplevel
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     import matplotlib.ticker  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.io import atomic  # pylint: disable=import-outside-toplevel
     done = [r for r in rows if "images_per_s" in r and "layer" not in r]
     key = lambda r: (r["dtype"], r["remat"], r.get("microbatches", 1), r["mode"])
     series = sorted({key(r) for r in done})
@@ -325,9 +320,5 @@ def _plot(rows, output_dir):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        path = os.path.join(output_dir, f"{name}.png")
-        with atomic.atomic_file(path) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-        plt.close(fig)
-        paths.append(path)
+        paths.append(plots.save_figure(fig, os.path.join(output_dir, f"{name}.png")))
     return paths

@@ -240,8 +240,7 @@ def train_command(spec, exp, model_dir):
 
 
 def _read_history(path):
-    from mcnn_keras.train.callbacks.metrics_logger import read_metrics  # pylint: disable=import-outside-toplevel
-    return read_metrics(path) if os.path.exists(path) else []
+    return run_dir.read_metrics(path) if os.path.exists(path) else []
 
 
 def _finite(value):

@@ -14,6 +14,7 @@ Usage:
 
 import dataclasses
 
+from mcnn_keras.core.image_size import check_size_flags
 from mcnn_keras.core.options import check_fields, field_map, option, same_as
 from mcnn_keras.data.synthetic.options import SyntheticOptions, make_options_difficulty
 from mcnn_keras.experiments.ttt import experiment
@@ -77,8 +78,8 @@ class TTTOptions:
 def check_options(options):
     """Raises ValueError naming the flag of the first bad option; returns `options`.
 
-    (The image size is the model's rule: `model.topology.check_size_flags`.)
     """
+    check_size_flags(options.height, options.width)
     check_fields(options)
     if not options.output_dir:
         raise ValueError("--output_dir is required")

@@ -34,8 +34,7 @@ COLUMNS = ("name", "workers", "cores", "batch_size", "global_batch", "updates_pe
 
 def _history(path):
     """A run's metrics.jsonl epochs, or [] before its first epoch."""
-    from mcnn_keras.train.callbacks.metrics_logger import read_metrics  # pylint: disable=import-outside-toplevel
-    return read_metrics(path) if os.path.exists(path) else []
+    return run_dir.read_metrics(path) if os.path.exists(path) else []
 
 
 def _fmt(value, digits=3):

@@ -8,6 +8,7 @@ chief should write it (pass `path=None` elsewhere).
 Usage:
 
     model.fit(ds, callbacks=[MetricsLogger("run/metrics.jsonl")], ...)
+    # train/run_dir.read_metrics("run/metrics.jsonl") reads it back
 """
 
 import json
@@ -23,25 +24,6 @@ from mcnn_keras.io.atomic import write_text_atomic
 def _jsonable(value):
     value = float(value) if hasattr(value, "__float__") else value
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-# Keys renamed since earlier versions of the file: old name -> new name.
-_RENAMED = {"lr": "learning_rate"}
-
-
-def read_metrics(path):
-    """Returns the list of epoch records in a metrics file.
-
-    Files written before the learning rate was logged as `learning_rate`
-    (Keras' name) have `lr`; both read the same.
-    """
-    with tf.io.gfile.GFile(path) as f:
-        lines = [json.loads(line) for line in f if line.strip()]
-    for line in lines:
-        for old, new in _RENAMED.items():
-            if old in line:
-                line.setdefault(new, line.pop(old))
-    return lines
 
 
 class MetricsLogger(keras.callbacks.Callback):
