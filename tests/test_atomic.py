@@ -1,6 +1,7 @@
 """The one atomic-write mechanism: temporary name, rename, cleanup."""
 
 import contextlib
+import errno
 import json
 import os
 import subprocess
@@ -165,3 +166,64 @@ def test_atomic_directory_replaces_or_leaves_the_old_directory(tmp_path, monkeyp
         _export(tmp, "v4")
     assert (path / "saved_model.pb").read_text() == "v4"
     assert names(tmp_path) == ["export"]
+
+
+def _dead_pid():
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _renamed_writer(path, pid):
+    """`temporary_path(path)` as the process `pid` of this host would have named it."""
+    tmp = atomic.temporary_path(path)
+    return tmp.replace(f"-{os.getpid()}-", f"-{pid}-", 1)
+
+
+def test_temporary_names_carry_their_writers_pid_and_old_names_still_count(tmp_path):
+    name = os.path.basename(atomic.temporary_path(tmp_path / "p.csv"))
+    assert f"-{os.getpid()}-" in name and name.endswith(".csv")
+    assert atomic.is_temporary(name)
+    assert atomic.is_temporary(".p.csv.tmp-0123456789abcdef0123456789abcdef.csv")  # old scheme
+
+
+def test_remove_temporaries_of_named_outputs_spares_live_writers_and_other_files(tmp_path):
+    """The cleanup a binary runs before it writes its outputs: only their
+    temporaries, and of those not one that a live process of this host writes."""
+    dead, old = _renamed_writer(tmp_path / "p.csv", _dead_pid()), \
+        str(tmp_path / ".p.csv.tmp-0123456789abcdef0123456789abcdef.csv")
+    staging = _renamed_writer(tmp_path / "export", _dead_pid())
+    os.makedirs(os.path.join(staging, "variables"))
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
+        try:
+            alive = _renamed_writer(tmp_path / "p.csv", live.pid)
+            other = atomic.temporary_path(tmp_path / "q.csv")  # another output's
+            users = ["p.csv", "notes.txt", ".p.csv.tmp-mine.csv"]
+            for path in [dead, old, alive, other] + [str(tmp_path / n) for n in users]:
+                open(path, "w").close()
+            removed = atomic.remove_temporaries(str(tmp_path), ["p.csv", "export"])
+            assert removed == sorted([dead, old, staging])
+            assert names(tmp_path) == sorted(
+                users + [os.path.basename(alive), os.path.basename(other)])
+        finally:
+            live.kill()
+    assert atomic.remove_temporaries(str(tmp_path / "missing"), ["p.csv"]) == []
+    assert atomic.remove_temporaries("s3://bucket/out", ["p.csv"]) == []
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_a_write_that_finds_no_room_names_the_target_and_keeps_the_old(tmp_path, code):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    with pytest.raises(atomic.WriteError) as error:
+        with atomic.atomic_file(target) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise OSError(code, os.strerror(code))
+    assert str(error.value) == (f"{target}: cannot write it ({os.strerror(code)}); the "
+                                f"previous version, if any, is untouched")
+    assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["out.csv"]
+    with pytest.raises(KeyError):  # any other error passes through as it is
+        with atomic.atomic_file(target):
+            raise KeyError("mine")

@@ -59,6 +59,20 @@ def test_bad_csv_fails_with_one_line_naming_file_and_row(tmp_path, tree, csv_nam
     assert str(root / csv_name) in text and message in text and "\n" not in text
 
 
+def test_an_image_row_listed_twice_is_refused_naming_both_rows(tmp_path, tree):
+    root = tmp_path / "copy"
+    root.mkdir()
+    for name in (metadata.IMAGE_CSV, metadata.MOA_CSV):
+        (root / name).write_text((tree[0] / name).read_text())
+    lines = (root / metadata.IMAGE_CSV).read_text().splitlines()
+    (root / metadata.IMAGE_CSV).write_text("\n".join(lines + [lines[3]]) + "\n")
+    with pytest.raises(metadata.BBBC021Error) as error:
+        metadata.read_fields(str(root))
+    text, image_csv = str(error.value), root / metadata.IMAGE_CSV
+    assert text.startswith(f"{image_csv}:{len(lines) + 1}: ") and f"{image_csv}:4 " in text
+    assert "twice" in text and "\n" not in text
+
+
 def test_missing_csv(tmp_path):
     with pytest.raises(metadata.BBBC021Error, match="file not found"):
         metadata.read_fields(str(tmp_path))

@@ -297,6 +297,21 @@ def test_bad_index_csv_names_file_row_and_column(tmp_path, content, options, mes
     assert str(error.value).startswith(f"{index}{message}") and "\n" not in str(error.value)
 
 
+def test_a_field_listed_twice_is_refused_naming_both_rows(tmp_path):
+    # The same files on two rows would be converted twice: one field in the
+    # data twice, possibly on both sides of the train/val split.
+    index = tmp_path / "index.csv"
+    index.write_text("a,b,label\nx.tif,y.tif,DMSO\nz.tif,w.tif,DMSO\n./x.tif,y.tif,DMSO\n")
+    with pytest.raises(fields.FieldError) as error:
+        fields.read_index_csv(str(index), conversion_options.IndexOptions(channel_columns="a,b"))
+    message = str(error.value)
+    assert message.startswith(f"{index}:4: ") and f"{index}:2" in message, message
+    assert "x.tif" in message and "twice" in message and "\n" not in message
+    index.write_text("a,b,label\nx.tif,y.tif,DMSO\ny.tif,x.tif,DMSO\n")  # not the same field
+    assert len(fields.read_index_csv(str(index), conversion_options.IndexOptions(
+        channel_columns="a,b"))) == 2
+
+
 @pytest.mark.parametrize("name, write, message", [
     ("float.tif", lambda p: tifffile.imwrite(p, np.zeros((4, 4), np.float32)),
      "float32 pixels (32-bit), expected 8- or 16-bit"),
@@ -338,7 +353,7 @@ def _png16_rgb():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing_column", "missing_file", "bit_depth", "size",
-                                  "s3_output"])
+                                  "s3_output", "duplicate_row"])
 def test_binary_reports_bad_input_in_one_line(bbbc021, table, tmp_path, case):
     files = relative(tmp_path)
     flags = [f"--height={SIZE}", f"--width={SIZE}"]
@@ -360,6 +375,11 @@ def test_binary_reports_bad_input_in_one_line(bbbc021, table, tmp_path, case):
     elif case == "size":
         flags, fragments = ["--height=256", "--width=256"], fragments + [
             f"{table[0].paths[0]}: size 128x128, expected 256x256"]
+    elif case == "duplicate_row":
+        lines = index.read_text().splitlines()
+        index.write_text("\n".join(lines + [lines[1]]) + "\n")  # row 2 again, last
+        fragments = [f"{index}:{len(lines) + 1}: ", f"{index}:2",
+                     os.path.basename(table[0].paths[0])]
     elif case == "s3_output":
         # Without tensorflow-io (this TensorFlow): one line before any work.
         fragments = ["s3:// paths need tensorflow-io's file-system plugin"]
@@ -368,6 +388,8 @@ def test_binary_reports_bad_input_in_one_line(bbbc021, table, tmp_path, case):
                                      f"--output_dir={out}", "--noprogress", *flags),
                           *fragments)
     assert not glob.glob(str(tmp_path / "out" / "*.tfrecord"))
+    if case == "duplicate_row":  # refused before any field was read: nothing written
+        assert not os.listdir(tmp_path / "out")
 
 
 def test_urls_are_refused_by_both_conversion_jobs(bbbc021, tmp_path):

@@ -61,16 +61,16 @@ def _open_files(pid):
         return []
 
 
-def _kill_a_shard_writer(proc, out, timeout_s=240):
-    """SIGKILLs the pool worker that has a temporary shard open; returns the shard."""
+def _shard_writer(proc, out, timeout_s=240):
+    """(pid of the pool worker that has a temporary shard open, the shard)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
         for child in _children(proc.pid):
             for path in _open_files(child):
                 name = os.path.basename(path)
                 if path.startswith(str(out)) and ".tfrecord.tmp-" in name:
-                    os.kill(child, signal.SIGKILL)
-                    return os.path.join(os.path.dirname(path), name[1:name.index(".tmp-")])
+                    return child, os.path.join(os.path.dirname(path),
+                                               name[1:name.index(".tmp-")])
         time.sleep(0.005)
     raise AssertionError(f"no worker writing a shard (exit {proc.poll()}): "
                          f"{proc.stderr.read()[-3000:] if proc.poll() is not None else ''}")
@@ -92,7 +92,8 @@ def test_a_killed_pool_worker_is_named_and_a_rerun_resumes(download, tmp_path):
     proc = subprocess.Popen(_command(download, out), env=mw.worker_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        shard = _kill_a_shard_writer(proc, out)
+        worker, shard = _shard_writer(proc, out)
+        os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -113,3 +114,36 @@ def test_a_killed_pool_worker_is_named_and_a_rerun_resumes(download, tmp_path):
     convert.convert(options.ConvertOptions(str(download), str(reference), **FLAGS),
                     progress=False)
     assert _files(out) == _files(reference)
+
+
+def _alive(pid):
+    """True unless `pid` is gone or a zombie (dead, not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_converter_killed_from_outside_takes_its_pool_with_it(download, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_command(download, out), env=mw.worker_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _shard_writer(proc, out)  # the pool is at work
+        workers = _children(proc.pid)
+        proc.kill()  # what the OOM killer or a scheduler's hard stop does
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in [p for p in workers if _alive(p)] if "workers" in locals() else []:
+            os.kill(pid, signal.SIGKILL)  # orphans of a failed check
+    rerun = subprocess.run(_command(download, out), env=mw.worker_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -391,3 +391,34 @@ def test_statistics_beside_the_shards_several_sources_and_damaged_files(converte
 def test_the_export_knows_the_run_directory_layout():
     # export/ sits below train/: it names the run's files itself; they must agree.
     assert (export.RUN_EXPORT, export.RUN_FLAGS_JSON) == (run_layout.EXPORT, run_layout.FLAGS_JSON)
+
+
+KILLED_MID_EXPORT = """
+import os, signal, sys
+import tensorflow as tf
+save = tf.saved_model.save
+def killed(*args, **kwargs):  # the SavedModel is in the staging directory: kill -9
+    save(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+tf.saved_model.save = killed
+sys.argv = ["mcnn-export", *sys.argv[1:]]
+from mcnn_keras.cli import export
+export.run()
+"""
+
+
+def test_a_rerun_removes_the_staging_directory_of_a_killed_export(run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / ".export.tmp-mine").mkdir()  # a user's, not of our scheme
+    before = set(os.listdir(run))
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_EXPORT, f"--model_dir={run}"],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    staging = [n for n in set(os.listdir(run)) - before]
+    assert len(staging) == 1 and staging[0].startswith(".export.tmp-"), staging
+    assert os.path.exists(run / staging[0] / "saved_model.pb")
+    again = run_binary("mcnn_keras.cli.export", f"--model_dir={run}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert set(os.listdir(run)) == before
+    assert (run / "export" / export_info.MARKER).exists()

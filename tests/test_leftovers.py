@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 
 from data_util import bars_split_dir
-from mcnn_keras.io import atomic
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +38,14 @@ def _tf_checkpoint_parts(directory):
     return directory
 
 
+def _dead_writers_temporaries(*paths):
+    """`atomic.temporary_path` of each path, named by a process that has exited."""
+    code = ("import sys; from mcnn_keras.io import atomic; "
+            "print(*(atomic.temporary_path(p) for p in sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, *map(str, paths)], check=True,
+                          capture_output=True, text=True).stdout.split()
+
+
 def _touch(*paths):
     for path in paths:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -54,9 +61,10 @@ def test_a_run_removes_earlier_attempts_leftovers_and_nothing_else(tmp_path):
     os.makedirs(tmpdir)
     hex32, host = uuid.uuid4().hex, socket.gethostname()
 
-    export_tmp = atomic.temporary_path(str(run / "export"))  # an export killed mid-way
+    # An export killed mid-way and a killed summary write (a dead process named them).
+    export_tmp, summary_tmp = _dead_writers_temporaries(run / "export", run / "summary.json")
     os.makedirs(export_tmp)
-    ours = [export_tmp, *_touch(atomic.temporary_path(str(run / "summary.json")))]
+    ours = [export_tmp, *_touch(summary_tmp)]
     ours.append(_tf_checkpoint_parts(str(ckpts / "ckpt-5_temp")))  # a save hit a full disk
     ours += _touch(str(ckpts / "ckpt-5.index.tempstate1234567890"),
                    str(ckpts / f"checkpoint.tmp{hex32}"))

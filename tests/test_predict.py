@@ -4,10 +4,16 @@ One small run (BBBC021 fixture at 128 x 128 -> converter -> one training
 epoch -> export with the converter's statistics) is shared by every test.
 """
 
+import contextlib
 import csv
+import errno
 import json
 import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -433,3 +439,99 @@ def test_a_dataset_b_export_classifies_the_centre_of_each_normalised_field(tmp_p
                                      output_csv=str(tmp_path / "p.csv"), normalization="plate",
                                      resize="crop", progress=False))
     assert cropped.summary["fields"] == 30
+
+
+def _fill(directory):
+    """Fills the file system of `directory` up to the last byte."""
+    with open(directory / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+
+
+@contextlib.contextmanager
+def _full_disk(directory):
+    """A tmpfs mounted at `directory` (skip where mounting is not allowed)."""
+    directory.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(directory)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)
+
+
+def _size_limit(nbytes):
+    """preexec_fn: writes past `nbytes` fail with EFBIG instead of killing the process."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return limit
+
+
+@pytest.mark.parametrize("output", ["output_csv", "features_out"])
+def test_a_full_disk_is_one_line_naming_the_output_and_keeps_the_old_one(trained, tmp_path,
+                                                                         output):
+    root, _, export_dir = trained
+    with _full_disk(tmp_path / "full") as full:
+        target = full / ("p.csv" if output == "output_csv" else "f.parquet")
+        target.write_text("the previous run's output\n")
+        _fill(full)
+        flags = [f"--features_out={target}"] if output == "features_out" else []
+        csv_path = target if output == "output_csv" else tmp_path / "p.csv"
+        result = predict_cli(export_dir, root / metadata.IMAGE_CSV, csv_path, *flags)
+        assert_one_line_error(result, str(target), "No space left on device")
+        assert target.read_text() == "the previous run's output\n"
+        assert sorted(p.name for p in full.iterdir()) == sorted(["filler", target.name])
+
+
+def test_a_file_size_limit_is_one_line_naming_the_output(trained, tmp_path):
+    root, _, export_dir = trained
+    out = tmp_path / "p.csv"
+    command = [sys.executable, "-m", "mcnn_keras.cli.predict", f"--saved_model={export_dir}",
+               f"--inputs={root / metadata.IMAGE_CSV}", f"--output_csv={out}", "--noprogress"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            preexec_fn=_size_limit(64))
+    assert_one_line_error(result, str(out), "File too large")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys
+from mcnn_keras.io import features_table
+write = features_table.FeaturesWriter.write
+def killed(self, *args):  # both outputs' temporaries exist now: kill -9 mid-write
+    write(self, *args)
+    os.kill(os.getpid(), signal.SIGKILL)
+features_table.FeaturesWriter.write = killed
+sys.argv = ["mcnn-predict", *sys.argv[1:]]
+from mcnn_keras.cli import predict
+predict.run()
+"""
+
+
+def test_a_rerun_removes_the_temporaries_of_killed_predictions_and_nothing_else(trained,
+                                                                                tmp_path):
+    _, data, export_dir = trained
+    out = tmp_path / "out"
+    out.mkdir()
+    users = {"notes.txt": "mine", ".p.csv.tmp-notes.csv": "mine too", "other.csv": "x"}
+    for name, text in users.items():
+        (out / name).write_text(text)
+    flags = [f"--saved_model={export_dir}", f"--inputs={data}/val-*.tfrecord",
+             f"--output_csv={out / 'p.csv'}", f"--features_out={out / 'f.parquet'}",
+             "--noprogress", "--batch_size=2"]
+    for _ in range(2):
+        killed = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, *flags],
+                                capture_output=True, text=True, timeout=300)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    # Each run removes what the one before left: one temporary per output remains.
+    left = sorted(n for n in os.listdir(out) if n not in users)
+    assert [n.split(".tmp-")[0] for n in left] == [".f.parquet", ".p.csv"], left
+    result = run_binary("mcnn_keras.cli.predict", *flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(out)) == sorted([*users, "p.csv", "f.parquet"])
+    assert all((out / n).read_text() == text for n, text in users.items())

@@ -351,3 +351,18 @@ def test_profiles_of_a_trained_model_find_the_moa_well_above_chance(testdata_dir
     chance = 1 / 12  # 12 MoAs besides DMSO
     assert summary["nsc_queries"] >= 40, summary
     assert summary["nsc_accuracy"] > 4 * chance, summary
+
+
+def test_a_rerun_removes_what_a_killed_one_left_and_nothing_else(tmp_path):
+    from mcnn_keras.io import atomic  # pylint: disable=import-outside-toplevel
+    leftovers = [atomic.temporary_path(tmp_path / n)
+                 for n in ("profiles.parquet", "metrics.json", "confusion_nsc.png")]
+    users = ["notes.txt", ".notes.txt.tmp-x.txt"]
+    mine = atomic.temporary_path(tmp_path / "mine.csv")  # not an output of mcnn-profile
+    for path in leftovers + [mine] + [str(tmp_path / n) for n in users]:
+        open(path, "w").close()
+    metadata, values = table([("DMSO", "0", "DMSO", "P1", [1, 0]), ("x", "1", "", "P1", [0, 1])])
+    report.write_report(profile.evaluate((metadata, values.reshape(2, 2))), str(tmp_path))
+    left = [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+    assert sorted(left) == sorted([".notes.txt.tmp-x.txt", os.path.basename(mine)])
+    assert all((tmp_path / n).exists() for n in users)

@@ -21,9 +21,11 @@ def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
     from mcnn_keras.data.bbbc021 import fixture  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     o = check_options(FixtureOptions(**config_flags.values(SECTIONS)))
+    output_dir = make_output_dir(resolve_user_path(o.output_dir), "output_dir")
     summary = fixture.write_fixture(**dataclasses.asdict(
-        dataclasses.replace(o, output_dir=resolve_user_path(o.output_dir))))
+        dataclasses.replace(o, output_dir=output_dir)))
     print(json.dumps(summary, indent=2))
 
 

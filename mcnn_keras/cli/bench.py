@@ -42,7 +42,11 @@ def main(argv):
     o = options_from_flags()
     configs = setups(o)
     if len(configs) > 1 or o.sweep_output_dir:
-        output_dir = resolve_user_path(o.sweep_output_dir) if o.sweep_output_dir else None
+        output_dir = None
+        if o.sweep_output_dir:  # before the sweep: a file there is one line, not lost work
+            from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
+            output_dir = make_output_dir(resolve_user_path(o.sweep_output_dir),
+                                         "sweep_output_dir")
         rows = bench.sweep(configs, output_dir)
         return 1 if any("error" in row for row in rows) else 0
     common.configure_threads(o.intra_op_threads, o.inter_op_threads)

@@ -21,6 +21,7 @@ import traceback
 
 from absl import app, flags, logging
 
+from mcnn_keras.io import atomic
 from mcnn_keras.io import storage
 
 
@@ -38,9 +39,10 @@ def error_line(exc):
 
 
 def _is_expected(exc):
-    """Bad input rather than a bug: ValueError, FileNotFoundError, tf.errors.OpError."""
+    """Bad input or a full disk rather than a bug: ValueError, FileNotFoundError,
+    `atomic.WriteError`, tf.errors.OpError."""
     tf = sys.modules.get("tensorflow")
-    return isinstance(exc, (ValueError, FileNotFoundError)) or (
+    return isinstance(exc, (ValueError, FileNotFoundError, atomic.WriteError)) or (
         tf is not None and isinstance(exc, tf.errors.OpError))
 
 

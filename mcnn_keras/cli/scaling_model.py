@@ -36,11 +36,15 @@ def main(argv):
     given = config_flags.given(SECTIONS)
     o = scaling_options.check_options(
         scaling_options.ScalingModelOptions(**config_flags.values(SECTIONS)), given)
+    plot = None
+    if o.plot is not None:  # before the report: a directory there is one line
+        from mcnn_keras.io.output_dirs import check_output_file  # pylint: disable=import-outside-toplevel
+        plot = check_output_file(resolve_user_path(o.plot), "plot")
     for row in scaling_report.report_rows(o, given):
         print(json.dumps(row), flush=True)
-    if o.plot is not None:
+    if plot is not None:
         from mcnn_keras.experiments import scaling_plot  # pylint: disable=import-outside-toplevel
-        path = scaling_plot.write_plot(resolve_user_path(o.plot), scaling_report.cluster_for(o),
+        path = scaling_plot.write_plot(plot, scaling_report.cluster_for(o),
                                        **scaling_report.paper_overrides(o))
         print(f"wrote {path}", file=sys.stderr)
 

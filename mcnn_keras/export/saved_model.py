@@ -115,6 +115,9 @@ def export_saved_model(model, path, class_names, train_files=None, onnx=False):
     `path` that is not ours (`check_export_dir`). Returns the info written."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     check_export_dir(path)
+    # The staging directories (and moved-aside old versions) of killed exports.
+    atomic.remove_temporaries(os.path.dirname(os.path.abspath(path)),
+                              [os.path.basename(os.path.abspath(path))])
     if onnx:
         from mcnn_keras.export import onnx_export as export_onnx  # pylint: disable=import-outside-toplevel
         export_onnx.require_onnx()

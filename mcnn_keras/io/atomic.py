@@ -1,11 +1,13 @@
 """Atomic file and directory writes: readers see the old or the new, never half.
 
 Every writer of the project goes through here, so there is one temporary-name
-scheme, `.<basename>.tmp-<32 hex digits><extension of basename>` next to the
-target (same file system, so the final rename is atomic; hidden, so globs such
-as `train-*.tfrecord` do not see it; the extension kept, so np.savez does not
-append ".npz", matplotlib infers the format and tifffile is happy), and one
-cleanup, `remove_temporaries`.
+scheme, `.<basename>.tmp-<32 hex digits>-<pid>-<host><extension of basename>`
+next to the target (same file system, so the final rename is atomic; hidden,
+so globs such as `train-*.tfrecord` do not see it; the extension kept, so
+np.savez does not append ".npz", matplotlib infers the format and tifffile is
+happy; the writer's pid and 8 hex digits of its host name's hash, so that a
+live writer's temporary is told from a dead one's; names without them, of
+earlier versions, still count), and one cleanup, `remove_temporaries`.
 
 Usage:
 
@@ -15,6 +17,7 @@ Usage:
     with atomic_directory("run/export") as tmp:        # build the new dir in tmp
         model.export(tmp)                              # then it replaces run/export
     remove_temporaries("out")   # after a crash: leftovers of the scheme above
+    remove_temporaries("out", ["p.csv"])   # a binary about to write out/p.csv
 
 Object storage (`s3://`, `gs://`) has no rename (tf.io.gfile.rename there is
 copy + delete, readable half-way). For a path with a scheme, `atomic_file`
@@ -30,31 +33,104 @@ is imported only for such paths, so this module stays importable without it.
 """
 
 import contextlib
+import errno
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
 
 from mcnn_keras.io import storage
 
+_LOG = logging.getLogger(__name__)
 _TAG = re.compile(r"\.tmp-[0-9a-f]{32}")
+_WRITER = re.compile(r"-(\d+)-([0-9a-f]{8})")  # after the tag: "-<pid>-<host hash>"
+# Reasons a write fails that lie outside the program: no room, a quota, a
+# read-only or denied file system. The user can fix them; no traceback helps.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class WriteError(OSError):
+    """An output could not be written (full disk, quota, read-only): one line
+    naming it. The previous version, if any, is untouched; no temporary is left."""
+
+    def __str__(self):
+        return self.strerror
+
+
+def _write_failed(path, error):
+    """A WriteError naming `path` for an OSError of `_NO_ROOM`, else None."""
+    if not isinstance(error, OSError) or isinstance(error, WriteError):
+        return None
+    reason = error.errno in _NO_ROOM and os.strerror(error.errno)
+    if not reason and "No space left on device" in str(error):  # pyarrow drops the errno
+        reason = os.strerror(errno.ENOSPC)
+    if not reason:
+        return None
+    return WriteError(error.errno or errno.ENOSPC, f"{path}: cannot write it ({reason}); "
+                      f"the previous version, if any, is untouched")
+
+
+def _host():
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def temporary_path(path):
     """A fresh temporary name for `path`, in the same directory."""
     directory, name = os.path.split(os.fspath(path))
-    return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}{os.path.splitext(name)[1]}")
+    return os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}-{os.getpid()}-{_host()}"
+                                   f"{os.path.splitext(name)[1]}")
+
+
+def _parse(name):
+    """(target's base name, writer's pid, writer's host hash) if `temporary_path`
+    made the base name `name` (pid and host None in the names of earlier
+    versions), else None."""
+    if not name.startswith("."):
+        return None
+    # Try every tag position: the target's own name may contain ".tmp-<hex>".
+    for m in _TAG.finditer(name):
+        if m.start() <= 1:
+            continue
+        target, rest = name[1:m.start()], name[m.end():]
+        extension = os.path.splitext(target)[1]
+        writer = _WRITER.match(rest)
+        if writer and rest[writer.end():] == extension:
+            return target, int(writer.group(1)), writer.group(2)
+        if rest == extension:
+            return target, None, None
+    return None
 
 
 def is_temporary(name):
     """True if the base name `name` was made by `temporary_path` (ours, not a user's)."""
-    if not name.startswith("."):
+    return _parse(name) is not None
+
+
+def _writer_is_alive(pid, host):
+    """True only if the writer is provably at work: another live process of this host.
+
+    Our own pid is not: we have not written yet (callers clean before they
+    write), so it is a dead process' that had our pid and host (a container's
+    entry point, pid 1, restarted under the same host name). An unknown writer
+    (another host, or a name of an earlier version) is not either: keeping its
+    temporary would keep it forever (a rerun in a new container has a new host
+    name), and pulling it from under a live writer on another host only makes
+    that writer fail loudly at its rename, the target untouched.
+    """
+    if pid is None or host != _host() or pid == os.getpid():
         return False
-    # Try every tag position: the target's own name may contain ".tmp-<hex>".
-    return any(m.start() > 1 and name[m.end():] == os.path.splitext(name[1:m.start()])[1]
-               for m in _TAG.finditer(name))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
 
 
 def _fsync(path, directory=False):
@@ -120,8 +196,11 @@ def atomic_file(path):
             _fsync(os.path.dirname(os.path.abspath(path)), directory=True)
         except OSError:
             pass
-    except BaseException:
+    except BaseException as e:
         _remove(tmp)
+        failed = _write_failed(path, e)
+        if failed:
+            raise failed from None
         raise
 
 
@@ -216,20 +295,45 @@ def atomic_directory(path):
             raise
         if old:
             shutil.rmtree(old)
+    except OSError as e:
+        failed = _write_failed(path, e)
+        if failed:
+            raise failed from None
+        raise
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
 
 
-def remove_temporaries(directory):
-    """Removes the leftover temporaries (files and directories) in `directory`.
+def remove_temporaries(directory, outputs=None):
+    """Removes the leftover temporaries (files and staging directories) in
+    `directory`: those of the base names `outputs`, or every one if None.
 
-    Only names of this module's scheme are touched, never a user's file. Call
-    it when no writer is at work in `directory` (it would pull the temporary
-    from under the writer). Returns the sorted paths removed.
+    Every writing binary calls it for the outputs it is about to write, before
+    it writes them (a run killed earlier left their temporaries); with None,
+    who owns the whole directory (the training chief holding the run's lock,
+    a converter in its output directory). Only names of this module's scheme
+    are touched, never a user's file, and never the temporary of a writer
+    that is provably at work (`_writer_is_alive`). A directory on object
+    storage has none (its temporaries are staged locally). Returns the sorted
+    paths removed, and logs them.
     """
-    removed = sorted(os.path.join(directory, name) for name in os.listdir(directory)
-                     if is_temporary(name))
+    if storage.is_remote(directory) or not os.path.isdir(directory):
+        return []
+    removed, kept = [], []
+    for name in sorted(os.listdir(directory)):
+        parsed = _parse(name)
+        if parsed and (outputs is None or parsed[0] in outputs):
+            (kept if _writer_is_alive(*parsed[1:]) else removed).append(
+                os.path.join(directory, name))
     for path in removed:
-        _remove(path)
+        try:
+            _remove(path)
+        except FileNotFoundError:  # another rerun removed it first
+            pass
+    if removed:
+        _LOG.info("removed %d temporary file(s) of killed writers: %s", len(removed),
+                  ", ".join(removed))
+    if kept:
+        _LOG.info("kept %d temporary file(s) of writers at work: %s", len(kept), ", ".join(kept))
     return removed

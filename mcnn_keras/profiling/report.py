@@ -29,6 +29,8 @@ PROFILES = "profiles.parquet"
 TREATMENTS_CSV = "treatments.csv"
 METRICS = "metrics.json"
 EMBEDDING_PNG = "embedding.png"
+OUTPUTS = (PROFILES, TREATMENTS_CSV, METRICS, "confusion_nsc.png", "confusion_nscb.png",
+           EMBEDDING_PNG)
 _SEP = "|"  # joins a treatment's plates and batches in one cell
 
 
@@ -144,6 +146,7 @@ def write_report(result, output_dir):
     """Writes the files of the module docstring into `output_dir`; returns their paths."""
     from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     make_output_dir(output_dir, "output_dir")
+    atomic.remove_temporaries(output_dir, OUTPUTS)  # a killed run's
     paths = [write_profiles(result, os.path.join(output_dir, PROFILES)),
              write_treatments_csv(treatment_rows(result),
                                   os.path.join(output_dir, TREATMENTS_CSV))]

@@ -22,7 +22,7 @@ import os
 import re
 
 from mcnn_keras.data import classes
-from mcnn_keras.data.conversion.field import FieldOfView, csv_rows
+from mcnn_keras.data.conversion.field import FieldOfView, csv_rows, refuse_duplicates
 
 IMAGE_CSV = "BBBC021_v1_image.csv"
 MOA_CSV = "BBBC021_v1_moa.csv"
@@ -111,7 +111,7 @@ def read_bbbc021_table(image_csv, moa_csv=None):
             replicate=row["Replicate"], compound=row["Image_Metadata_Compound"],
             concentration=conc, class_name=label or "", paths=tuple(paths), row=line,
             bit_depth=16, channel_order=(0, 1, 2), source=image_csv))
-    return fields
+    return refuse_duplicates(fields, BBBC021Error)
 
 
 def read_fields(bbbc021_dir, drop_dmso=False):

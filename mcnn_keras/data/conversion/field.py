@@ -112,3 +112,20 @@ def csv_rows(path, required, error=ValueError, check_header=None):
         raise error(f"{path}: not a UTF-8 CSV file ({e.reason})") from None
     except csv.Error as e:
         raise error(f"{path}: malformed CSV ({e})") from None
+
+
+def refuse_duplicates(fields, error=ValueError):
+    """`fields`, or `error` naming both rows if two of them list the same files.
+
+    Refused rather than dropped: a field converted twice sits in the data
+    twice (possibly on both sides of the train/val split), and a repeated row
+    is almost always a mistake in the CSV that dropping one would hide.
+    """
+    first_row = {}
+    for field in fields:
+        first = first_row.setdefault(tuple(os.path.normpath(p) for p in field.paths), field)
+        if first is not field:
+            raise error(f"{field.source}:{field.row}: the same field of view as "
+                        f"{first.source}:{first.row} ({', '.join(field.paths)}): listed "
+                        f"twice, it would be in the data twice; remove one of the rows")
+    return fields

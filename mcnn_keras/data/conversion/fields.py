@@ -29,7 +29,7 @@ Usage:
 import os
 
 from mcnn_keras.data import classes
-from mcnn_keras.data.conversion.field import FieldOfView, csv_rows
+from mcnn_keras.data.conversion.field import FieldOfView, csv_rows, refuse_duplicates
 from mcnn_keras.data.conversion.options import IndexOptions
 
 MOA_ORDER = "the BBBC021 mechanism-of-action order (every label is one)"
@@ -77,7 +77,8 @@ def read_index_csv(path, options=IndexOptions()):
     """Every row of an index CSV as a FieldOfView (row order), or FieldError.
 
     Labels index `options.class_names`, or the default of `class_names_for`;
-    with given class names a label outside them is an error.
+    with given class names a label outside them is an error. Two rows listing
+    the same channel files are an error naming both (`refuse_duplicates`).
     """
     rows = csv_rows(path, (), FieldError, _needed_columns(path, options))
     columns = options.channel_column_list()
@@ -102,4 +103,4 @@ def read_index_csv(path, options=IndexOptions()):
             class_name=label, label=names.index(label) if label else -1,
             paths=tuple(paths), row=line, channel_order=order,
             bit_depth=options.bit_depth, source=path))
-    return fields
+    return refuse_duplicates(fields, FieldError)

@@ -18,6 +18,7 @@ Usage:
 """
 
 import concurrent.futures
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -54,9 +55,30 @@ def run_jobs(function, jobs, pool, progress, total, desc, cleanup_dirs, names):
 _STARTED = None  # in a pool worker: where it says which job it starts
 
 
-def _init_worker(started):
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent):
+    """Linux: SIGKILL this worker when the converter that started it dies.
+
+    A converter killed from outside (kill -9, the OOM killer, a scheduler's
+    hard stop) cannot stop its pool; without this its workers would convert
+    on into a directory nobody finishes. What they were writing is a
+    temporary the next run removes.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the converter's own close() must do
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(1)  # pylint: disable=protected-access
+
+
+def _init_worker(started, parent):
     global _STARTED  # pylint: disable=global-statement
     _STARTED = started
+    _die_with_parent(parent)
 
 
 def _tracked(function, name, job):
@@ -84,7 +106,7 @@ class WorkerPool:
         self._started = context.SimpleQueue()
         self._executor = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_worker,
-            initargs=(self._started,))
+            initargs=(self._started, os.getpid()))
 
     def imap_unordered(self, function, jobs, names):
         """Yields each job's result as it finishes; WorkerDied if a worker dies."""

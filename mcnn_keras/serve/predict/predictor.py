@@ -239,7 +239,8 @@ def _features_rows(fields, probabilities, class_names):
 
 
 def check_output_path(path, flag, input_files=()):
-    """ValueError naming `--flag` unless `path` may be (re)written by a successful run."""
+    """ValueError naming `--flag` unless `path` may be (re)written by a successful
+    run; then removes the temporaries of `path` that killed runs left."""
     if storage.is_remote(path):  # written once complete (atomic.py); the store decides
         storage.require_filesystem(path)
         return
@@ -255,6 +256,7 @@ def check_output_path(path, flag, input_files=()):
         raise ValueError(f"--{flag}={path}: cannot create {directory} ({e.strerror})") from None
     if not os.access(directory, os.W_OK):
         raise ValueError(f"--{flag}={path}: {directory} is not writable")
+    atomic.remove_temporaries(directory, [os.path.basename(path)])
 
 
 def _accuracies(probabilities, fields, class_names):
