@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from mcnn_keras.train.callbacks import host_step
 from mcnn_keras.train.callbacks import lr_scheduler
 from mcnn_keras.train.callbacks import metrics_logger
 from mcnn_keras.train.callbacks import target_accuracy
@@ -40,6 +41,26 @@ DATA = (np.random.default_rng(0).normal(size=(32, 4)).astype("float32"),
 SCHEDULE = LinearScalingSchedule(base_lr=0.01, global_batch=16, reference_batch_size=4,
                                  total_steps=12, warmup_steps=4, warmup_start_lr=0.001,
                                  end_lr=1e-4)
+
+
+class RecordHostStep(host_step.HostStepCallback):
+    """Pairs the host-counted step with the optimizer's after every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.pairs = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        self.pairs.append((self.step, int(self.model.optimizer.iterations.numpy())))
+
+
+def test_host_step_matches_the_optimizer_step_from_a_resumed_start():
+    model, record = tiny_model(), RecordHostStep()
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(5)
+    model.fit(*DATA, batch_size=8, epochs=2, verbose=0, shuffle=False, callbacks=[record])
+    assert record.pairs == [(s, s) for s in range(6, 14)]
 
 
 def test_learning_rate_follows_the_schedule_every_step_and_after_resume():

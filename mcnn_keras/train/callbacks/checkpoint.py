@@ -24,7 +24,7 @@ Usage:
 import logging
 import signal
 
-import keras
+from mcnn_keras.train.callbacks.host_step import HostStepCallback
 
 _LOG = logging.getLogger(__name__)
 
@@ -37,12 +37,10 @@ class Preempted(Exception):
         self.path, self.step = path, step
 
 
-class PeriodicCheckpoint(keras.callbacks.Callback):
+class PeriodicCheckpoint(HostStepCallback):
     """Saves every `every_n_steps` steps, at epoch ends, and on SIGTERM.
 
-    The step is read from the optimizer when training begins and then
-    counted on the host (as `StepLearningRateScheduler` does): reading the
-    variable back after every step would cost a host sync per step.
+    The global step is counted on the host (`HostStepCallback`).
     """
 
     def __init__(self, checkpointer, every_n_steps=0, save_on_sigterm=True, agree=None):
@@ -60,14 +58,13 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         self.save_on_sigterm = save_on_sigterm
         self.preempted = False
         self._epoch = 0
-        self._step = None  # the global step after the last finished batch
         self._previous_handler = None
 
     def _on_sigterm(self, signum, frame):
         self.preempted = True
 
     def on_train_begin(self, logs=None):
-        self._step = self.checkpointer.step
+        super().on_train_begin(logs)
         if self.save_on_sigterm:
             self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -80,8 +77,8 @@ class PeriodicCheckpoint(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        step = self._step
+        super().on_train_batch_end(batch, logs)
+        step = self.step
         if self.agree is not None and self.save_on_sigterm:
             self.preempted = self.agree(self.preempted)
         if self.preempted:

@@ -1,9 +1,8 @@
 """Sets the optimizer's learning rate before every step from the global step.
 
-The rate is a function of the global step. The step is read from
-`optimizer.iterations` once, when training begins (so a run resumed from a
-checkpoint continues exactly), and then counted on the host: reading the
-variable back from TensorFlow every step would cost a host sync per step.
+The rate is a function of the global step, which `HostStepCallback` reads
+from the optimizer once (a resumed run continues exactly) and then counts on
+the host.
 The epoch's last rate is added to the logs as `learning_rate` (Keras' own
 name), which the progress bar, TensorBoard and the metrics file pick up.
 
@@ -14,10 +13,10 @@ Usage:
     model.fit(ds, callbacks=[StepLearningRateScheduler(schedule)], ...)
 """
 
-import keras
+from mcnn_keras.train.callbacks.host_step import HostStepCallback
 
 
-class StepLearningRateScheduler(keras.callbacks.Callback):
+class StepLearningRateScheduler(HostStepCallback):
     """Applies `schedule(step) -> float` at the start of every training batch."""
 
     def __init__(self, schedule):
@@ -26,7 +25,6 @@ class StepLearningRateScheduler(keras.callbacks.Callback):
             raise ValueError(f"schedule must be callable (step -> learning rate), "
                              f"got {schedule!r}")
         self.schedule = schedule
-        self.step = None  # the global step of the next update
         self._last_lr = None
 
     def _apply(self):
@@ -36,15 +34,12 @@ class StepLearningRateScheduler(keras.callbacks.Callback):
             self._last_lr = lr
 
     def on_train_begin(self, logs=None):
-        self.step = int(self.model.optimizer.iterations.numpy())
+        super().on_train_begin(logs)
         self._last_lr = None
         self._apply()
 
     def on_train_batch_begin(self, batch, logs=None):
         self._apply()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
