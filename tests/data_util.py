@@ -28,16 +28,17 @@ def write_indexed_dataset(directory, prefix, count, num_shards, height=128, widt
 
 
 def write_bars_dataset(directory, prefix, count, num_shards, height=128, width=128,
-                       num_classes=13, seed=0):
-    """An easy learnable set: class c is a bright horizontal band at row c."""
+                       num_classes=13, seed=0, channels=3):
+    """An easy learnable set: class c is a bright horizontal band at row c, in
+    channel c mod `channels`."""
     rng = np.random.default_rng(seed)
     band = max(1, height // num_classes)
 
     def examples():
         for i in range(count):
             label = i % num_classes
-            image = (rng.random((height, width, 3)) * 40).astype(np.uint8)
-            image[label * band:(label + 1) * band, :, label % 3] = 220
+            image = (rng.random((height, width, channels)) * 40).astype(np.uint8)
+            image[label * band:(label + 1) * band, :, label % channels] = 220
             yield image, label, {
                 "class_name": str(label), "compound": f"compound{label}",
                 "concentration": "1.0", "plate": "Week1_22123", "well": "B02",

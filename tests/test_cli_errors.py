@@ -58,7 +58,7 @@ def bbbc021_dir(tmp_path_factory):
 # --- Flags out of range (item 11) ----------------------------------------------------
 
 @pytest.mark.parametrize("flag", ["--batch_size=-1", "--epochs=0", "--epochs=-2",
-                                  "--steps_per_epoch=-1", "--num_classes=0",
+                                  "--steps_per_epoch=-1", "--num_classes=-1", "--channels=-1",
                                   "--keep_checkpoints=0"])
 def test_out_of_range_flags_name_the_flag(data_dir, tmp_path, flag):
     assert_one_line_error(run_train(*train_flags(data_dir, tmp_path / "run"), flag),

@@ -83,7 +83,7 @@ def test_fewer_validation_shards_than_workers_are_named_validation(scratch_dir):
 
 def stream_args(**overrides):
     """(DataConfig, Stream) for a 128 x 128 stream; overrides go where they belong."""
-    data = dict(height=128, width=128)
+    data = dict(height=128, width=128, channels=3, num_classes=13)
     stream = dict(batch_size=4, steps_per_epoch=5, seed=7, num_epochs=3)
     for key, value in overrides.items():
         (stream if key in stream or key in ("start_step", "worker_index") else data)[key] = value
@@ -152,4 +152,4 @@ def test_eval_dataset_reads_everything_once(files):
     seen = sorted(sum(ids(dataset.eval_dataset(files, 128, 128, 5)), []))
     assert seen == list(range(48))
     assert dataset.count_records(files) == {f: 12 for f in files}
-    assert records.image_size(files[0]) == (128, 128)
+    assert records.image_shape(files[0]) == (128, 128, 3)

@@ -129,7 +129,7 @@ def test_default_budget_is_memtotal_minus_a_margin_per_worker_on_the_host(tmp_pa
 
 
 def test_resolve_replaces_auto_only_and_logs_why(caplog, tmp_path):
-    cfg = config.TrainConfig().replace(height=1024, width=1280, batch_size=8)
+    cfg = config.TrainConfig().replace(height=1024, width=1280, channels=3, batch_size=8)
     assert memory.resolve_memory(cfg) is cfg
     auto = cfg.replace(batch_size=0, memory_budget_gb=22.0, dtype="mixed_bfloat16",
                        remat="full_res")
@@ -148,7 +148,7 @@ def test_resolve_replaces_auto_only_and_logs_why(caplog, tmp_path):
 
 
 def test_micro_batches_auto_picks_the_fewest_that_fit(caplog):
-    cfg = config.TrainConfig().replace(height=1024, width=1280, batch_size=64,
+    cfg = config.TrainConfig().replace(height=1024, width=1280, channels=3, batch_size=64,
                                        memory_budget_gb=22.0, microbatches=0)
     with caplog.at_level(logging.INFO, logger="mcnn_keras.model.memory"):
         resolved = memory.resolve_memory(cfg)
@@ -168,7 +168,7 @@ def test_micro_batches_auto_picks_the_fewest_that_fit(caplog):
 
 
 def test_a_batch_over_the_budget_is_warned_with_the_count_that_fits(caplog):
-    cfg = config.TrainConfig().replace(height=1024, width=1280, batch_size=64,
+    cfg = config.TrainConfig().replace(height=1024, width=1280, channels=3, batch_size=64,
                                        memory_budget_gb=22.0)
     with caplog.at_level(logging.INFO, logger="mcnn_keras.model.memory"):
         assert memory.resolve_memory(cfg) is cfg
@@ -236,3 +236,14 @@ def test_training_builds_the_remat_model_with_the_batch_it_picked(tmp_path):
     assert summary["global_batch"] == batch
     assert batch > memory.pick_batch_size(128, 128, "float32", "none", 1.5 * GB)
     assert "pathways" in Seen.layers  # the recomputing model trained
+
+
+def test_five_stains_cost_input_memory_and_a_few_weights():
+    three = memory.estimate_peak_bytes(1024, 1280, 8)
+    five = memory.estimate_peak_bytes(1024, 1280, 8, channels=5)
+    # The inputs grow by 5/3 (the uint8 copies and the scaled float image);
+    # the weights by 4 copies of 10 400 parameters; activations not at all.
+    inputs = memory.input_bytes(1024, 1280, 8, channels=5) - memory.input_bytes(1024, 1280, 8)
+    assert inputs == 2 * 8 * 1024 * 1280 * (4 + memory.UINT8_BATCH_COPIES)
+    weights = memory.WEIGHT_COPIES * 4 * 10_400
+    assert five - three == pytest.approx(memory.ACTIVATION_OVERHEAD * inputs + weights)

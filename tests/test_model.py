@@ -23,6 +23,31 @@ def test_full_resolution_topology_and_parameter_count():
         list(topology.FILTERS)
 
 
+def test_five_stains_add_only_the_first_convolutions_input_weights():
+    three = mcnn_keras.build_model(1024, 1280)
+    five = mcnn_keras.build_model(1024, 1280, channels=5)
+    first_convs = [f"s{s}_conv1" for s in topology.SCALES]
+    # Each pathway's first 5x5 convolution takes C inputs: 2 stains more add
+    # 5 x 5 x 2 x filters weights per pathway, 10 400 in all; nothing else changes.
+    extra = sum(5 * 5 * 2 * f for f in topology.FILTERS)
+    assert extra == topology.first_conv_weights(5) - topology.first_conv_weights(3) == 10_400
+    assert five.count_params() == 42_577_261 + extra
+    assert five.count_params() == topology.model_cost(1024, 1280, channels=5).parameters
+    assert tuple(five.input.shape) == (None, 1024, 1280, 5)
+    for name in first_convs:
+        assert five.get_layer(name).kernel.shape[2] == 5
+        assert three.get_layer(name).kernel.shape[2] == 3
+    later = [w.shape for w in five.weights if not any(n in w.path for n in first_convs)]
+    assert later == [w.shape for w in three.weights
+                     if not any(n in w.path for n in first_convs)]
+
+
+@pytest.mark.parametrize("channels", [0, -1, 2.0, True])
+def test_a_channel_count_below_one_is_refused(channels):
+    with pytest.raises(ValueError, match="channels must be an integer >= 1"):
+        mcnn_keras.build_model(128, 128, channels=channels)
+
+
 def test_724_is_zero_padded_to_768():
     model = mcnn_keras.build_model(724, 724)
     assert model.count_params() == 19_508_589

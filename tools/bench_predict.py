@@ -44,7 +44,7 @@ def prepare(work_dir, sites):
         convert.convert(options.ConvertOptions(raw, data, val_fraction=0.5, num_shards=2))
     if not os.path.exists(os.path.join(exported, info.MARKER)):
         from mcnn_keras.data import classes  # pylint: disable=import-outside-toplevel
-        model = build_model(1024, 1280, len(classes.MOA_CLASSES))
+        model = build_model(1024, 1280, num_classes=len(classes.MOA_CLASSES))
         export.export_saved_model(model, exported, classes.MOA_CLASSES,
                                   train_files=os.path.join(data, "train-*.tfrecord"))
     records = ",".join(sorted(glob.glob(os.path.join(data, "*-*-of-*.tfrecord"))))

@@ -16,7 +16,8 @@ each shard is read by exactly one worker per epoch.
 Usage:
 
     files = list_files("data/train-*.tfrecord")
-    ds = train_dataset(files, config.DataConfig(height=128, width=128),
+    ds = train_dataset(files, config.DataConfig(height=128, width=128, channels=3,
+                                                num_classes=13),
                        Stream(batch_size=8, steps_per_epoch=50, seed=1))
 """
 
@@ -29,6 +30,7 @@ import re
 import tensorflow as tf
 
 from mcnn_keras.io import atomic
+from mcnn_keras.data import balance
 from mcnn_keras.data import dihedral
 from mcnn_keras.io import records
 from mcnn_keras.io import storage
@@ -141,10 +143,10 @@ class Stream:
     worker_index: int = 0
 
 
-def _decoder(height, width, num_classes, with_metadata=False):
+def _decoder(height, width, channels, num_classes, with_metadata=False):
     def decode(source, serialized):
         features = records.parse_features(serialized, source)
-        image = records.decode_image(features, height, width, source=source)
+        image = records.decode_image(features, height, width, channels, source=source)
         label = records.decode_label(features, num_classes, source=source)
         if with_metadata:
             return image, label, {key: features[key] for key in records.METADATA_KEYS}
@@ -189,14 +191,19 @@ def epoch_batches(files, data, stream, epoch):
     """
     records_per_epoch = stream.steps_per_epoch * stream.batch_size
     start_epoch, skip_steps = divmod(stream.start_step, stream.steps_per_epoch)
-    decode = _decoder(data.height, data.width, data.num_classes)
+    decode = _decoder(data.height, data.width, data.channels, data.num_classes)
     variants = dihedral.num_variants(data.height, data.width)
     epoch_seed = _epoch_seed(stream, epoch)
     ds = _interleave_records(files, data.cycle_length, epoch_seed if data.shuffle else None)
     if data.shuffle:
         ds = ds.shuffle(data.shuffle_buffer, seed=epoch_seed + 1,
                         reshuffle_each_iteration=False)  # see _interleave_records
-    ds = ds.repeat().take(records_per_epoch).enumerate()
+    ds = ds.repeat()
+    if data.balance == "class":
+        keep = balance.keep_probabilities(balance.label_counts(files, data.num_classes))
+        ds = ds.enumerate().filter(balance.keep_filter(keep, epoch_seed + 3))
+        ds = ds.map(lambda position, record: record)
+    ds = ds.take(records_per_epoch).enumerate()
     if epoch == start_epoch:
         ds = ds.skip(skip_steps * stream.batch_size)
 
@@ -225,6 +232,10 @@ def train_dataset(files, data, stream):
     images/s on 2 cores), under 0.1 % of an epoch of training, while the
     second open epoch costs a second buffer (+1 GB peak RSS). So: sequential.
     """
+    unresolved = [k for k in ("height", "width", "channels", "num_classes")
+                  if not getattr(data, k)]
+    if unresolved:  # train/data_shape.resolve_data_shape fills them in from the shards
+        raise ValueError(f"train_dataset: {', '.join(unresolved)} not resolved (0)")
     start_epoch = stream.start_step // stream.steps_per_epoch
     last_epoch = max(stream.num_epochs, start_epoch + 1)
     ds = epoch_batches(files, data, stream, start_epoch)
@@ -235,14 +246,14 @@ def train_dataset(files, data, stream):
 
 
 def eval_dataset(files, height, width, batch_size, num_classes=13, cycle_length=16,
-                 repeat=False, with_metadata=False):
+                 repeat=False, with_metadata=False, channels=3):
     """Finite, unshuffled (uint8 images, int labels) batches for validation.
 
     `with_metadata` adds a third element: the string metadata fields of
     `records.METADATA_KEYS`, batched, for per-treatment reports.
     """
     ds = _interleave_records(files, cycle_length)
-    ds = ds.map(_decoder(height, width, num_classes, with_metadata),
+    ds = ds.map(_decoder(height, width, channels, num_classes, with_metadata),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size)
     if repeat:

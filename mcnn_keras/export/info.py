@@ -104,7 +104,17 @@ def read_export_info(path):
                          f"num_classes {info['num_classes']}")
     if not exists(os.path.join(path, "saved_model.pb")):
         raise ValueError(f"{path}: has {MARKER} but no saved_model.pb (incomplete export)")
-    return _upgrade_v1(info) if info["format_version"] == 1 else info
+    if info["format_version"] == 1:
+        return _upgrade_v1(info)
+    channels = info.get("channels")
+    if not (isinstance(channels, list) and channels and all(isinstance(c, str) for c in channels)):
+        raise ValueError(f"{marker}: 'channels' missing or not a list of channel names")
+    return info
+
+
+def export_channels(info):
+    """The number of channels (stains) the export's `serving_default` takes."""
+    return len(info["channels"])
 
 
 def load_statistics(path):
@@ -130,8 +140,8 @@ def load_model(path, dtype_policy="float32"):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
     info = read_export_info(path)
-    model = build_model(info["height"], info["width"], info["num_classes"],
-                        dtype_policy=dtype_policy)
+    model = build_model(info["height"], info["width"], export_channels(info),
+                        info["num_classes"], dtype_policy=dtype_policy)
     try:
         loaded = tf.saved_model.load(path)
         # Exports before format 2 were written by keras.export.ExportArchive.
@@ -151,16 +161,24 @@ def load_model(path, dtype_policy="float32"):
     return model
 
 
+def default_channels(count):
+    """Channel names when the training data recorded none: BBBC021's three, else
+    c0, c1, ... (the records' order)."""
+    return DEFAULT_CHANNELS if count == 3 else tuple(f"c{i}" for i in range(count))
+
+
 def build_info(height, width, class_names, channels=DEFAULT_CHANNELS,
                channels_from=DEFAULT_CHANNELS_FROM, normalization=None,
                normalization_missing=None):
-    """The `MARKER` dict (format 2) of an export of a height x width model."""
-    images = f"uint8 [N, {height}, {width}, 3]"
+    """The `MARKER` dict (format 2) of an export of a height x width x
+    len(channels) model."""
+    count = len(channels)
+    images = f"uint8 [N, {height}, {width}, {count}]"
     head = {"probabilities": "float32 [N, num_classes]", "class_ids": "int64 [N]"}
     return {
         "format_version": FORMAT_VERSION, "class_names": list(class_names),
         "num_classes": len(class_names), "height": height, "width": width,
-        "input": {"name": "images", "dtype": "uint8", "shape": [None, height, width, 3],
+        "input": {"name": "images", "dtype": "uint8", "shape": [None, height, width, count],
                   "scaling": "x / 255 inside the model (layer 'scale')"},
         "padding": {"padded_height": image_size.padded_size(height),
                     "padded_width": image_size.padded_size(width),

@@ -59,13 +59,14 @@ def require_onnx():
                          f"pip install 'mcnn-keras[{EXTRA}]'")
 
 
-def _check(proto, function, height, width, path):
+def _check(proto, function, height, width, channels, path):
     """Raises ValueError unless onnxruntime runs `proto` and matches `function`
     on two random images: tf2onnx can log a node it failed on and go on."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     import onnxruntime  # pylint: disable=import-outside-toplevel
     onnxruntime.set_default_logger_severity(3)  # errors only: they become our ValueError
-    images = np.random.default_rng(0).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (2, height, width, channels),
+                                                  dtype=np.uint8)
     expected = {k: v.numpy() for k, v in function(images).items()}
     try:
         session = onnxruntime.InferenceSession(proto.SerializeToString(),
@@ -96,8 +97,8 @@ def write_onnx(model, path, class_names, channels=None, opset=OPSET):
     tf2onnx.logging.set_level(logging.ERROR)  # it logs every rewrite at INFO
     if model.compute_dtype != "float32":
         model = signatures.float32_copy(model)  # pylint: disable=protected-access
-    _, height, width, _ = model.input_shape
-    spec = (tf.TensorSpec([None, height, width, 3], tf.uint8, name="images"),)
+    _, height, width, count = model.input_shape
+    spec = (tf.TensorSpec([None, height, width, count], tf.uint8, name="images"),)
     function = tf.function(signatures.serving_functions(model, class_names)[signatures.FEATURES],
                            input_signature=spec)
     try:
@@ -105,16 +106,16 @@ def write_onnx(model, path, class_names, channels=None, opset=OPSET):
     except Exception as e:  # pylint: disable=broad-except  # tf2onnx raises many kinds
         raise ValueError(f"{path}: ONNX conversion failed ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    _check(proto, function, height, width, path)
+    _check(proto, function, height, width, count, path)
     metadata = {"class_names": json.dumps(list(class_names)), "height": str(height),
                 "width": str(width),
-                "channels": json.dumps(list(channels or info.DEFAULT_CHANNELS)),
+                "channels": json.dumps(list(channels or info.default_channels(count))),
                 "producer": "mcnn-keras"}
     onnx.helper.set_model_props(proto, metadata)
     with atomic.atomic_file(path) as tmp:
         onnx.save_model(proto, tmp)
     return {"file": os.path.basename(path), "opset": opset,
-            "inputs": {"images": f"uint8 [N, {height}, {width}, 3]"},
+            "inputs": {"images": f"uint8 [N, {height}, {width}, {count}]"},
             "outputs": {"features": f"float32 [N, {topology.DENSE_UNITS}]",
                         "probabilities": "float32 [N, num_classes]",
                         "class_ids": "int64 [N]"},

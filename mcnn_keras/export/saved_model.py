@@ -98,8 +98,8 @@ def _saved_module(model, class_names):
     170 MB at 1024 x 1280.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    _, height, width, _ = model.input_shape
-    spec = tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
+    _, height, width, channels = model.input_shape
+    spec = tf.TensorSpec([None, height, width, channels], tf.uint8, name="images")
     module = tf.Module()
     # The tf.Variables under the Keras ones, each once (names: "<layer>/kernel").
     module.model_variables = [w.value for w in model.weights]
@@ -122,7 +122,7 @@ def export_saved_model(model, path, class_names, train_files=None, onnx=False):
         from mcnn_keras.export import onnx_export as export_onnx  # pylint: disable=import-outside-toplevel
         export_onnx.require_onnx()
     serving_model = float32_copy(model)
-    _, height, width, _ = serving_model.input_shape
+    _, height, width, channels = serving_model.input_shape
     if len(class_names) != serving_model.output_shape[-1]:
         raise ValueError(f"{len(class_names)} class names for a model with "
                          f"{serving_model.output_shape[-1]} outputs")
@@ -142,8 +142,9 @@ def export_saved_model(model, path, class_names, train_files=None, onnx=False):
                 why_not = f"{source}: unreadable statistics ({str(e).splitlines()[0]})"
         if why_not:
             logging.warning("export %s: no normalisation recorded: %s", path, why_not)
-        info = build_info(height, width, class_names, *training_channels(source, shard_dirs),
-                          normalization, why_not)
+        info = build_info(height, width, class_names,
+                          *training_channels(source, shard_dirs, channels), normalization,
+                          why_not)
         if onnx:
             info["onnx"] = export_onnx.write_onnx(
                 serving_model, os.path.join(tmp, export_onnx.ONNX_FILE), class_names,

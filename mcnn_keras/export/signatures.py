@@ -27,8 +27,8 @@ def float32_copy(model):
     policy, so the copy is exact.
     """
     from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
-    _, height, width, _ = model.input_shape
-    copy = build_model(height, width, model.output_shape[-1], dtype_policy="float32")
+    _, height, width, channels = model.input_shape
+    copy = build_model(height, width, channels, model.output_shape[-1], dtype_policy="float32")
     copy.set_weights(model.get_weights())
     return copy
 

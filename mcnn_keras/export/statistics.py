@@ -17,7 +17,7 @@ import json
 import os
 
 from mcnn_keras.data.conversion import normalization as conversion_normalization
-from mcnn_keras.export.info import DEFAULT_CHANNELS, DEFAULT_CHANNELS_FROM, PREPROCESSING
+from mcnn_keras.export.info import DEFAULT_CHANNELS_FROM, PREPROCESSING, default_channels
 from mcnn_keras.io import storage
 
 
@@ -86,8 +86,9 @@ def copy_statistics(source, target):
             "channels": summary.get("channels")}
 
 
-def training_channels(statistics_dir, shard_dirs):
-    """The channel order: the converter's statistics or manifest, else the default."""
+def training_channels(statistics_dir, shard_dirs, count=3):
+    """The names of the model's `count` channels, in order, and where they came
+    from: the converter's statistics or manifest, else `default_channels`."""
     candidates = ([os.path.join(statistics_dir, conversion_normalization.STATS_JSON)] if statistics_dir
                   else []) + [os.path.join(d, "manifest.json") for d in shard_dirs]
     for path in candidates:
@@ -95,6 +96,6 @@ def training_channels(statistics_dir, shard_dirs):
             channels = _read_json(path).get("channels")
         except Exception:  # pylint: disable=broad-except  # missing or not JSON: next one
             continue
-        if isinstance(channels, list) and len(channels) == 3:
+        if isinstance(channels, list) and len(channels) == count:
             return [str(c) for c in channels], path
-    return list(DEFAULT_CHANNELS), DEFAULT_CHANNELS_FROM
+    return list(default_channels(count)), DEFAULT_CHANNELS_FROM

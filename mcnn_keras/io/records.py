@@ -4,7 +4,7 @@
 |----------------|--------|------------------------------------------------|
 | image          | bytes  | raw uint8 pixels, H x W x C, row-major (HWC)   |
 | height, width  | int64  | image size                                     |
-| channels       | int64  | 3 (DNA/DAPI, tubulin, actin by default)        |
+| channels       | int64  | C: 3 for BBBC021 (DNA, tubulin, actin), 5 for Cell Painting |
 | label          | int64  | class index, 0 <= label < num_classes          |
 | class_name     | bytes  | UTF-8 class name (e.g. "DMSO")                 |
 | compound, concentration, plate, well, site, replicate | bytes | UTF-8 metadata ("" if unknown) |
@@ -257,8 +257,8 @@ def check_file(path):
         raise ValueError(f"{path}: not a TFRecord file (bad record header)")
 
 
-def image_size(path):
-    """(height, width) of the first record in a TFRecord file (no TF op runs)."""
+def image_shape(path):
+    """(height, width, channels) of the first record in a TFRecord file (no TF op runs)."""
     header, record = _first_record(path, read_record=True)
     if len(header) < 12:
         raise ValueError(f"{path}: no records")
@@ -266,7 +266,7 @@ def image_size(path):
     if problem:
         raise ValueError(f"{path}: record 0: {problem}")
     feature = tf.train.Example.FromString(record).features.feature
-    return int(feature["height"].int64_list.value[0]), int(feature["width"].int64_list.value[0])
+    return tuple(int(feature[key].int64_list.value[0]) for key in ("height", "width", "channels"))
 
 
 # --- Finding the damaged record -------------------------------------------------

@@ -98,14 +98,14 @@ def activation_bytes(height, width, batch, dtype="float32", remat="none"):
     return batch * (per_image - sum(recomputed)) + max(recomputed, default=0)
 
 
-def input_bytes(height, width, batch, dtype="float32", microbatches=1):
+def input_bytes(height, width, batch, dtype="float32", microbatches=1, channels=3):
     """Bytes of a step's input images: the scaled (padded) image in the compute
     dtype, which every pathway reads and the backward pass keeps (one
     micro-batch's), and `UINT8_BATCH_COPIES` uint8 batches."""
     h, w = padded_size(height), padded_size(width)
     micro = batch // microbatches
-    return (micro * h * w * 3 * _bytes_per_value(dtype)
-            + batch * UINT8_BATCH_COPIES * height * width * 3)
+    return (micro * h * w * channels * _bytes_per_value(dtype)
+            + batch * UINT8_BATCH_COPIES * height * width * channels)
 
 
 def weight_copies(microbatches=1):
@@ -114,26 +114,28 @@ def weight_copies(microbatches=1):
     return WEIGHT_COPIES + (microbatches > 1)
 
 
-def estimate_peak_bytes(height, width, batch, dtype="float32", remat="none", microbatches=1):
+def estimate_peak_bytes(height, width, batch, dtype="float32", remat="none", microbatches=1,
+                        channels=3):
     """Estimated peak RSS of a training process (see the constants above).
 
     With micro-batches (microbatch.py) only one micro-batch's activations are kept.
     """
-    weights = weight_copies(microbatches) * 4 * model_cost(height, width).parameters
+    weights = weight_copies(microbatches) * 4 * model_cost(height, width,
+                                                           channels=channels).parameters
     kept = (activation_bytes(height, width, batch // microbatches, dtype, remat)
-            + input_bytes(height, width, batch, dtype, microbatches))
+            + input_bytes(height, width, batch, dtype, microbatches, channels))
     runtime = RUNTIME_BYTES + (MICROBATCH_BYTES if microbatches > 1 else 0)
     return ACTIVATION_OVERHEAD * kept + weights + runtime
 
 
-def pick_batch_size(height, width, dtype, remat, budget_bytes, microbatches=1):
+def pick_batch_size(height, width, dtype, remat, budget_bytes, microbatches=1, channels=3):
     """The largest per-replica batch, a multiple of `microbatches`, whose
     `estimate_peak_bytes` fits `budget_bytes`.
 
     Raises ValueError when not even one image per micro-batch fits.
     """
     estimate = lambda micro: estimate_peak_bytes(height, width, micro * microbatches, dtype,
-                                                 remat, microbatches)
+                                                 remat, microbatches, channels)
     fixed = estimate(0)
     micro = int((budget_bytes - fixed) // (estimate(1) - fixed))
     # Guard the float division at the boundary: the estimate decides.
@@ -188,10 +190,10 @@ def default_budget_bytes(meminfo_path="/proc/meminfo", environ=None):
     return budget, why
 
 
-def fewest_microbatches(height, width, dtype, remat, batch, budget_bytes):
+def fewest_microbatches(height, width, dtype, remat, batch, budget_bytes, channels=3):
     """The fewest micro-batches dividing `batch` whose step fits the budget, or None."""
     return next((n for n in range(1, batch + 1) if batch % n == 0 and estimate_peak_bytes(
-        height, width, batch, dtype, remat, n) <= budget_bytes), None)
+        height, width, batch, dtype, remat, n, channels) <= budget_bytes), None)
 
 
 def _budget(schedule, meminfo_path, environ):
@@ -214,7 +216,7 @@ def resolve_memory(cfg, meminfo_path="/proc/meminfo", environ=None):
         return _pick_batch(cfg.replace(microbatches=model.microbatches or 1), budget, why)
     batch = schedule.batch_size
     fewest = fewest_microbatches(data.height, data.width, model.dtype, model.remat, batch,
-                                 budget)
+                                 budget, data.channels)
     if not model.microbatches:
         if fewest is None:
             raise ValueError(
@@ -224,10 +226,11 @@ def resolve_memory(cfg, meminfo_path="/proc/meminfo", environ=None):
         _LOG.info("--microbatches=auto: %d micro-batches of %d images: the fewest whose step "
                   "fits the %.2f GB memory budget (%s), estimated peak %.2f GB", fewest,
                   batch // fewest, budget / 1e9, why, estimate_peak_bytes(
-                      data.height, data.width, batch, model.dtype, model.remat, fewest) / 1e9)
+                      data.height, data.width, batch, model.dtype, model.remat, fewest,
+                      data.channels) / 1e9)
         return cfg.replace(microbatches=fewest)
     peak = estimate_peak_bytes(data.height, data.width, batch, model.dtype, model.remat,
-                               model.microbatches)
+                               model.microbatches, data.channels)
     if peak > budget:
         _LOG.warning(
             "--batch_size=%d (%dx%d, %s, remat %s, micro-batches %d) needs about %.1f GB by "
@@ -243,10 +246,12 @@ def _pick_batch(cfg, budget, why):
     """cfg with `--batch_size=auto` replaced by `pick_batch_size`, logged."""
     model, data = cfg.model, cfg.data
     parts = model.microbatches
-    batch = pick_batch_size(data.height, data.width, model.dtype, model.remat, budget, parts)
+    batch = pick_batch_size(data.height, data.width, model.dtype, model.remat, budget, parts,
+                            data.channels)
     act = activation_bytes(data.height, data.width, batch // parts, model.dtype, model.remat)
-    inputs = input_bytes(data.height, data.width, batch, model.dtype, parts)
-    weights = weight_copies(parts) * 4 * model_cost(data.height, data.width).parameters
+    inputs = input_bytes(data.height, data.width, batch, model.dtype, parts, data.channels)
+    weights = weight_copies(parts) * 4 * model_cost(data.height, data.width,
+                                                    channels=data.channels).parameters
     _LOG.info(
         "--batch_size=auto: %d images per replica (%dx%d, %s, remat %s%s): "
         "estimated peak %.2f GB = %.2f x (%.2f GB activations + %.2f GB input images) + "
@@ -254,7 +259,7 @@ def _pick_batch(cfg, budget, why):
         "budget (%s)", batch, data.height, data.width, model.dtype, model.remat,
         f", {parts} micro-batches of {batch // parts}" if parts > 1 else "",
         estimate_peak_bytes(data.height, data.width, batch, model.dtype, model.remat,
-                            parts) / 1e9,
+                            parts, data.channels) / 1e9,
         ACTIVATION_OVERHEAD, act / 1e9, inputs / 1e9, weights / 1e9,
         ", summed gradients" if parts > 1 else "", RUNTIME_BYTES / 1e9, budget / 1e9, why)
     return cfg.replace(batch_size=batch)

@@ -35,7 +35,7 @@ from mcnn_keras.model.memory import remat_scales
 # The shape and analytic cost of the network: topology.py (no TensorFlow).
 from mcnn_keras.core.image_size import check_input_size, padded_size
 from mcnn_keras.model.topology import (
-    CONVS_PER_PATHWAY, DENSE_UNITS, FILTERS, KERNEL, MERGE_FILTERS, SCALES)
+    CONVS_PER_PATHWAY, DENSE_UNITS, FILTERS, KERNEL, MERGE_FILTERS, SCALES, check_channels)
 
 def _pathway_layers(scale, filters, policy, weights, space_to_depth=False):
     """The layers of pathway `scale`, in order: pre-pool, three convs, post-pool
@@ -149,13 +149,17 @@ def _pathways(x, policy, weights, recompute, space_to_depth):
     return Pathways(ordered, pathways, concat, recompute, dtype=policy, name="pathways")(x)
 
 
-def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0.0,
-                factored_dense=False, remat="none", space_to_depth=False, name="mcnn"):
-    """Builds the uncompiled functional M-CNN for height x width x 3 images.
+def build_model(height, width, channels=3, num_classes=13, dtype_policy=None,
+                weight_decay=0.0, factored_dense=False, remat="none", space_to_depth=False,
+                name="mcnn"):
+    """Builds the uncompiled functional M-CNN for height x width x channels images.
 
     Args:
       height, width: input size; multiples of 64 (128 for an exact final
         pool, as 1024 x 1280), or 724 (zero-padded to 768).
+      channels: stains per image (3: BBBC021's DNA, tubulin, actin; 5: Cell
+        Painting's DNA, ER, RNA, AGP, Mito). Only the seven pathways' first
+        convolutions see it (`topology.first_conv_weights`).
       num_classes: size of the final logits (13 = 12 mechanisms + DMSO).
       dtype_policy: optional Keras dtype policy for the body, e.g.
         "mixed_bfloat16"; the logits are always float32.
@@ -173,10 +177,11 @@ def build_model(height, width, num_classes=13, dtype_policy=None, weight_decay=0
       name: the model name.
     """
     check_input_size(height, width)
+    check_channels(channels)
     policy = dtype_policy or keras.config.dtype_policy()
     l2 = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     weights = {"kernel_regularizer": l2, "bias_regularizer": l2, "dtype": policy}
-    images = keras.Input((height, width, 3), name="images")
+    images = keras.Input((height, width, channels), name="images")
     x = keras.layers.Rescaling(1.0 / 255, dtype=policy, name="scale")(images)
     pad_h = (padded_size(height) - height) // 2
     pad_w = (padded_size(width) - width) // 2

@@ -10,6 +10,7 @@ TensorFlow.
 Usage:
 
     cost = model_cost(1024, 1280)        # 42 577 261 parameters, 51.4 GFLOP forward
+    model_cost(1080, 1088, channels=5)   # Cell Painting: five stains in
     flat_features(1024, 1280)            # 81 920 inputs of the first dense layer
     use_factors("auto", 8, 81920, 512)   # True: factors are 60x smaller at G = 8
 """
@@ -24,6 +25,19 @@ CONVS_PER_PATHWAY = 3
 KERNEL = 5
 MERGE_FILTERS = 1024
 DENSE_UNITS = 512
+def check_channels(channels):
+    """Raises ValueError unless `channels` (the image's stains) is an int >= 1."""
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"channels must be an integer >= 1 (3 for BBBC021, 5 for Cell "
+                         f"Painting), got {channels!r}")
+
+
+def first_conv_weights(channels):
+    """Kernel weights of the seven pathways' first convolutions that read the image:
+    each takes `channels` inputs, so a channel more adds this many parameters."""
+    return sum(KERNEL * KERNEL * channels * filters for filters in FILTERS)
+
+
 def flat_features(height, width):
     """Inputs of the first dense layer: 81 920 at 1024 x 1280."""
     check_input_size(height, width)
@@ -62,12 +76,13 @@ class ModelCost:
         return 3 * self.forward_flops
 
 
-def model_cost(height, width, num_classes=13, bytes_per_value=4):
-    """Returns the analytic `ModelCost` of one image at height x width."""
+def model_cost(height, width, num_classes=13, bytes_per_value=4, channels=3):
+    """Returns the analytic `ModelCost` of one height x width x channels image."""
     check_input_size(height, width)
+    check_channels(channels)
     h, w = padded_size(height), padded_size(width)
     params = flops = conv_values = all_values = 0
-    all_values += h * w * 3  # the scaled (and padded) input
+    all_values += h * w * channels  # the scaled (and padded) input
 
     def conv(hh, ww, cin, cout, k):
         nonlocal params, flops, conv_values, all_values
@@ -77,7 +92,7 @@ def model_cost(height, width, num_classes=13, bytes_per_value=4):
         all_values += hh * ww * cout
 
     for scale, filters in zip(SCALES, FILTERS):
-        hh, ww, cin = h // scale, w // scale, 3
+        hh, ww, cin = h // scale, w // scale, channels
         if scale > 1:
             all_values += hh * ww * cin
         for _ in range(CONVS_PER_PATHWAY):

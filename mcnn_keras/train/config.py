@@ -44,27 +44,38 @@ class DataConfig:
                               "Training TFRecord shards: comma-separated globs.")
     val_files: str = option(os.path.join(DEMO_DATA, "val-*.tfrecord"),
                             "Validation TFRecord shards: comma-separated globs ('' for none).")
-    height: int = option(0, "Image height; 0 = read it from the first training record.",
-                         minimum=0)
-    width: int = option(0, "Image width; 0 = read it from the first training record.",
-                        minimum=0)
-    num_classes: int = option(13, "Number of classes (13 = 12 mechanisms + DMSO).", minimum=1)
+    height: int = option(0, "Image height; 0 = the manifest's next to the shards, else the "
+                         "first training record's.", minimum=0)
+    width: int = option(0, "Image width; 0 = as --height.", minimum=0)
+    channels: int = option(0, "Stains per image (3: BBBC021, 5: Cell Painting); 0 = the "
+                           "manifest's channel list next to the shards, else the first "
+                           "training record.", minimum=0)
+    num_classes: int = option(0, "Number of classes; 0 = the manifest's class list next to "
+                              "the shards, else 13 (12 mechanisms + DMSO).", minimum=0)
     class_names: str = option("", "Comma-separated class names in label order; '' = the "
-                              "BBBC021 mechanisms of action (DMSO last).")
+                              "manifest's, else the BBBC021 mechanisms of action (DMSO "
+                              "last).")
     shuffle: bool = option(True, "Shuffle file order and records (seeded per epoch).")
     shuffle_buffer: int = option(256, "Records in the shuffle buffer, per worker.", minimum=1)
     cycle_length: int = option(16, "Files read in parallel by the interleave.", minimum=1)
+    balance: str = option("none", "class: keep each record of class c with probability "
+                          "min count / count(c), so every class is seen about equally "
+                          "often (screens where DMSO is half the wells); the order stays a "
+                          "function of seed, epoch and worker (mcnn_keras/data/balance.py).",
+                          choices=("none", "class"))
     augment: bool = option(False, "A random dihedral variant per image (the field's "
                            "symmetry group: 4 for rectangles, 8 for squares).")
 
     def class_name_list(self):
-        """The `num_classes` class names, in label order."""
+        """The `num_classes` class names, in label order (0 classes: all names given)."""
         names = ([n.strip() for n in self.class_names.split(",")] if self.class_names
                  else list(MOA_CLASSES))
         if len(names) < self.num_classes:
             raise ValueError(f"--class_names has {len(names)} names for "
                              f"--num_classes={self.num_classes}")
-        return names[:self.num_classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--class_names={self.class_names!r}: a name occurs twice")
+        return names[:self.num_classes or len(names)]
 
 
 @dataclasses.dataclass(frozen=True)

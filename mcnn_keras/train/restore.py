@@ -49,6 +49,7 @@ def restore_model(run, checkpoint=None):
             raise ValueError(f"damaged checkpoint file {problem[0]} ({problem[1]})")
     else:
         checkpoint = latest_checkpoint(run)
-    model = build_model(cfg.data.height, cfg.data.width, cfg.data.num_classes)
+    model = build_model(cfg.data.height, cfg.data.width, cfg.data.channels,
+                        cfg.data.num_classes)
     tf.train.Checkpoint(model=model).restore(checkpoint).expect_partial()
     return model, cfg, checkpoint

@@ -114,6 +114,7 @@ class RunDir:
         values = self.load_flags()
         if isinstance(values.get("class_names"), list):  # written as a list before 0.2
             values["class_names"] = ",".join(values["class_names"])
+        values.setdefault("channels", 3)  # runs from before --channels existed had three
         return config.TrainConfig.from_flat({k: v for k, v in values.items() if k in known})
 
     def class_names(self):

@@ -22,6 +22,7 @@ workers configured by TF_CONFIG) it:
 Usage:
 
     from mcnn_keras.train import config
+from mcnn_keras.train.data_shape import resolve_data_shape
     from mcnn_keras.train import training
     summary = training.train(config.TrainConfig.from_flat({
         "train_files": "data/train-*.tfrecord", "val_files": "data/val-*.tfrecord",
@@ -42,7 +43,6 @@ from mcnn_keras.data import dataset
 from mcnn_keras.export import saved_model as export
 from mcnn_keras.io import atomic
 from mcnn_keras.io import plots
-from mcnn_keras.io import records
 from mcnn_keras.io import storage
 from mcnn_keras.model import memory
 from mcnn_keras.model import microbatch
@@ -52,6 +52,7 @@ from mcnn_keras.model.network import build_model
 from mcnn_keras.model.topology import DENSE_UNITS, flat_features
 from mcnn_keras.train import checkpoints as train_checkpoints
 from mcnn_keras.train import config
+from mcnn_keras.train.data_shape import resolve_data_shape
 from mcnn_keras.train import distribute
 from mcnn_keras.train import keras_multiworker_fix
 from mcnn_keras.train import leftovers
@@ -150,15 +151,6 @@ def plan_fit_phases(start_step, steps_per_epoch, epochs):
     return phases
 
 
-def resolve_image_size(cfg):
-    """`cfg` with height/width read from the first training record when 0."""
-    if cfg.data.height and cfg.data.width:
-        return cfg
-    first = dataset.list_files(cfg.data.train_files)[0]
-    height, width = records.image_size(first)
-    return cfg.replace(height=height, width=width)
-
-
 # --- Phases of a run -------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -218,8 +210,8 @@ def _build(cfg, run):
         _LOG.info("first dense layer's gradient: %s", "all-gathered sufficient factors"
                      if factors else "all-reduced")
     with run.strategy.scope():
-        model = build_model(cfg.data.height, cfg.data.width, cfg.data.num_classes,
-                            dtype_policy=cfg.model.dtype, weight_decay=cfg.model.weight_decay,
+        model = build_model(cfg.data.height, cfg.data.width, cfg.data.channels,
+                            cfg.data.num_classes, dtype_policy=cfg.model.dtype, weight_decay=cfg.model.weight_decay,
                             factored_dense=factors, remat=cfg.model.remat)
         optimizer = compile_model(model, cfg.schedule, cfg.data.num_classes)
         microbatch.split_train_step(model, cfg.model.microbatches)
@@ -273,7 +265,7 @@ def _fit(cfg, run, model, phases, fit_callbacks):
         return dataset.eval_dataset(
             dataset.files_for_worker(run.val_files, worker_index, num_workers),
             cfg.data.height, cfg.data.width, batch_size, cfg.data.num_classes,
-            cfg.data.cycle_length, repeat=True)
+            cfg.data.cycle_length, repeat=True, channels=cfg.data.channels)
     val_data = (distribute.per_worker_dataset(run.strategy, make_val, cfg.schedule.batch_size)
                 if run.val_files else None)
 
@@ -345,9 +337,9 @@ def train(cfg, extra_callbacks=()):
 
 
 def _train(cfg, out, extra_callbacks, chief):
-    # "auto" sizes and batches -> what the records and memory allow; the picks
-    # are checked like flags.
-    cfg = config.validate(memory.resolve_memory(resolve_image_size(cfg)))
+    # Unset sizes, channels and classes -> the shards' manifest and records;
+    # "auto" batches -> what memory allows. The picks are checked like flags.
+    cfg = config.validate(memory.resolve_memory(resolve_data_shape(cfg)))
     changed = resume.check_resume(out, cfg) if chief else {}  # before anything is built
     if chief:
         export.check_export_dir(out.export)  # not at the end of a long run

@@ -30,6 +30,8 @@ class BenchOptions:
 
     height: int = same_as(_DATA["height"], 1024, help="Image height.")
     width: int = same_as(_DATA["width"], 1280, help="Image width.")
+    channels: int = same_as(_DATA["channels"], 3, help="Stains per image (5: Cell "
+                            "Painting).", minimum=1)
     batch_size: tuple = option(("8",), "Batch size(s); a comma list runs a sweep.")
     dtype: tuple = same_as(_MODEL["dtype"], ("float32",),
                            help="float32 and/or mixed_bfloat16.")

@@ -15,18 +15,20 @@ Usage:
 import os
 
 
-def write_random_records(directory, height, width, count, num_shards=8, prefix="train"):
-    """`count` records of random height x width x 3 uint8 images (record i: label
+def write_random_records(directory, height, width, count, num_shards=8, prefix="train",
+                         channels=3):
+    """`count` records of random height x width x channels uint8 images (record i: label
     i mod num_classes, pixels a function of i) in min(num_shards, count) shards
     `<prefix>-*.tfrecord` of `directory`, record i in shard i mod shards (as
     `records.ShardedRecordWriter`); returns the files."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io import records  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
-    num_classes = config.DataConfig().num_classes
+    from mcnn_keras.data.classes import MOA_CLASSES  # pylint: disable=import-outside-toplevel
+    num_classes = len(MOA_CLASSES)
 
     def example(i):
-        image = np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        image = np.random.default_rng(i).integers(0, 256, (height, width, channels),
+                                                          dtype=np.uint8)
         return records.encode_example(image, i % num_classes)
 
     os.makedirs(directory, exist_ok=True)

@@ -41,6 +41,7 @@ import tempfile
 
 from mcnn_keras.core import processes
 from mcnn_keras.core.repo import python_path
+from mcnn_keras.data.classes import MOA_CLASSES
 from mcnn_keras.experiments.bench.random_records import write_random_records
 from mcnn_keras.experiments.bench.timing import matmul_peak_gflops, timed
 from mcnn_keras.model import memory
@@ -57,6 +58,7 @@ class Setup:
 
     height: int = 1024
     width: int = 1280
+    channels: int = 3  # stains per image (5: Cell Painting)
     batch_size: int = 8
     dtype: str = "float32"
     remat: str = "none"
@@ -110,8 +112,9 @@ def _input(setup, files):
     from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
     schedule = config.ScheduleConfig(batch_size=setup.batch_size)
     steps_per_epoch, _ = training.plan_steps(schedule, files, [], 1)
-    data = config.DataConfig(train_files=",".join(files), val_files="",
-                             height=setup.height, width=setup.width)
+    data = config.DataConfig(train_files=",".join(files), val_files="", height=setup.height,
+                             width=setup.width, channels=setup.channels,
+                             num_classes=len(MOA_CLASSES))
     total = setup.warmup_steps + setup.steps
     stream = dataset.Stream(batch_size=setup.batch_size, steps_per_epoch=steps_per_epoch,
                             num_epochs=-(-total // steps_per_epoch))
@@ -127,8 +130,9 @@ def _model(setup):
     from mcnn_keras.model import microbatch  # pylint: disable=import-outside-toplevel
     from mcnn_keras.train import training  # pylint: disable=import-outside-toplevel
     from mcnn_keras.model.network import build_model  # pylint: disable=import-outside-toplevel
-    num_classes = config.DataConfig().num_classes
-    model = build_model(setup.height, setup.width, num_classes, dtype_policy=setup.dtype,
+    num_classes = len(MOA_CLASSES)
+    model = build_model(setup.height, setup.width, setup.channels, num_classes,
+                        dtype_policy=setup.dtype,
                         weight_decay=config.ModelConfig().weight_decay, remat=setup.remat,
                         space_to_depth=setup.space_to_depth)
     training.compile_model(model, config.ScheduleConfig(), num_classes=num_classes)
@@ -161,11 +165,10 @@ def plain_steps(setup):
     images/s, median step_s) of `setup.steps` steps after `setup.warmup_steps`."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from mcnn_keras.train import config  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.integers(0, 256, (setup.batch_size, setup.height, setup.width, 3),
-                                      dtype=np.uint8))
-    labels = tf.constant(rng.integers(0, config.DataConfig().num_classes, (setup.batch_size,)))
+    shape = (setup.batch_size, setup.height, setup.width, setup.channels)
+    images = tf.constant(rng.integers(0, 256, shape, dtype=np.uint8))
+    labels = tf.constant(rng.integers(0, len(MOA_CLASSES), (setup.batch_size,)))
     return _train_steps(setup, lambda: (images, labels))
 
 
@@ -208,7 +211,8 @@ def run(setup):
             scratch = tempfile.mkdtemp(prefix="mcnn-bench-")
             count = setup.num_records or setup.batch_size * (
                 setup.warmup_steps + setup.steps + 1)
-            files = write_random_records(scratch, setup.height, setup.width, count)
+            files = write_random_records(scratch, setup.height, setup.width, count,
+                                         channels=setup.channels)
         elif files:
             from mcnn_keras.data import dataset  # pylint: disable=import-outside-toplevel
             files = dataset.list_files(files)
@@ -217,7 +221,7 @@ def run(setup):
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     if setup.mode != "input_only":
-        flops = model_cost(setup.height, setup.width).training_flops
+        flops = model_cost(setup.height, setup.width, channels=setup.channels).training_flops
         result["gflops_per_s"] = flops * result["images_per_s"] / 1e9
         result["fraction_of_peak"] = result["gflops_per_s"] / result["peak_gflops_per_s"]
     rss = peak_rss_bytes()
@@ -227,7 +231,7 @@ def run(setup):
                   rss_over_activations=rss / activations,
                   estimated_peak_rss_bytes=memory.estimate_peak_bytes(
                       setup.height, setup.width, setup.batch_size, setup.dtype, setup.remat,
-                      setup.microbatches))
+                      setup.microbatches, setup.channels))
     return [result]
 
 

@@ -65,6 +65,8 @@ class ExportedModel:
         self.info = export_info.read_export_info(path)
         self.class_names = list(self.info["class_names"])
         self.height, self.width = self.info["height"], self.info["width"]
+        self.channels = export_info.export_channels(self.info)
+        self.path = path
         self.with_features = with_features
         if with_features and export_signatures.FEATURES not in self.info["signatures"]:
             raise ValueError(f"{path}: export format {self.info['format_version']} has no "
@@ -80,7 +82,7 @@ class ExportedModel:
             self._run = lambda images: signature(images=images)
         else:
             model = export_signatures.features_model(export_info.load_model(path, dtype_policy=dtype))
-            spec = tf.TensorSpec([None, self.height, self.width, 3], tf.uint8)
+            spec = tf.TensorSpec([None, self.height, self.width, self.channels], tf.uint8)
 
             @tf.function(input_signature=[spec])
             def run(images):
@@ -88,6 +90,12 @@ class ExportedModel:
                 return {"probabilities": tf.nn.softmax(tf.cast(out["logits"], tf.float32), -1),
                         "features": tf.cast(out["features"], tf.float32)}
             self._run = run
+
+    def check_channels(self, count, what):
+        """ValueError naming `what` unless it has the export's number of channels."""
+        if count != self.channels:
+            raise ValueError(f"{what}: {count} channel(s), but the export {self.path} was "
+                             f"trained on {self.channels} ({', '.join(self.info['channels'])})")
 
     def __call__(self, images):
         out = self._run(images)
@@ -165,8 +173,10 @@ def _record_batches(files, model, options):
     from mcnn_keras.data import dataset  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io import records  # pylint: disable=import-outside-toplevel
     for path in files:
+        model.check_channels(records.image_shape(path)[2], f"{path}: record 0")
         ds = dataset.eval_dataset([path], model.height, model.width, options.batch_size,
-                                  len(model.class_names), cycle_length=1, with_metadata=True)
+                                  len(model.class_names), cycle_length=1, with_metadata=True,
+                                  channels=model.channels)
         index = 0
         for images, labels, metadata in dataset.named_errors(ds, [path]):
             columns = {k: [v.decode("utf-8") for v in metadata[k].numpy()]
@@ -180,9 +190,14 @@ def _record_batches(files, model, options):
             yield fields, images.numpy()
 
 
-def _raw_reader(normalizer, resize):
-    """Reads a field at the size its statistics are for (`FieldNormalizer.read_size`)."""
-    return lambda field: inputs.read_raw(field, *normalizer.read_size, resize)
+def _raw_reader(normalizer, resize, model):
+    """Reads a field at the size its statistics are for (`FieldNormalizer.read_size`),
+    refusing one with another channel count than the export's."""
+    def read(field):
+        raw = inputs.read_raw(field, *normalizer.read_size, resize)
+        model.check_channels(raw.shape[-1], field.where)
+        return raw
+    return read
 
 
 def _batches(kind, files, model, options, skipper, progress):
@@ -190,6 +205,7 @@ def _batches(kind, files, model, options, skipper, progress):
     if kind == inputs.TFRECORDS:
         return "none", None, _record_batches(files, model, options)
     if kind == inputs.IMAGES:
+        model.check_channels(3, f"{files[0]}: an RGB image")
         fields = inputs.image_fields(files)
         return "none", len(fields), _field_batches(
             fields, lambda f: inputs.read_rgb_image(f.files[0], model.height, model.width),
@@ -207,13 +223,14 @@ def _batches(kind, files, model, options, skipper, progress):
     normalizer.check_plates(fields)
     if mode == "plate":
         per_plate = collections.Counter(f.metadata.get("plate", "") for f in fields)
-        read = ordered_map(_raw_reader(normalizer, options.resize), fields, options.readers,
+        read = ordered_map(_raw_reader(normalizer, options.resize, model), fields,
+                           options.readers,
                            2 * options.readers)
         with contextlib.closing(read), tqdm.tqdm(
                 read, total=len(fields), desc="plate statistics", unit="field",
                 disable=not progress) as bar:
             fields = normalizer.add_plate_statistics(bar, per_plate, skipper)
-    read = _raw_reader(normalizer, options.resize)
+    read = _raw_reader(normalizer, options.resize, model)
     return mode, len(fields), _field_batches(
         fields, lambda field: normalizer(field, read(field)), options, skipper)
 
@@ -329,7 +346,7 @@ def predict(options):
                "batch_size": options.batch_size, "normalization": mode,
                "height": model.height, "width": model.width,
                "output_csv": options.output_csv}
-    if kind in inputs.RAW_KINDS:  # what the model expects in its 3 channels, in order
+    if kind in inputs.RAW_KINDS:  # what the model expects in its channels, in order
         summary["channels"] = model.info.get("channels")
     if options.features_out:
         summary["features_out"] = options.features_out
