@@ -488,6 +488,18 @@ def test_a_full_disk_is_one_line_naming_the_output_and_keeps_the_old_one(trained
         assert sorted(p.name for p in full.iterdir()) == sorted(["filler", target.name])
 
 
+def test_a_read_only_output_directory_is_refused_before_any_work(trained, tmp_path):
+    # As root os.access says a read-only mount is writable; the check tries a write.
+    root, _, export_dir = trained
+    with _full_disk(tmp_path / "ro") as ro:
+        if subprocess.run(["mount", "-o", "remount,ro", str(ro)],
+                          capture_output=True).returncode:
+            pytest.skip("cannot remount read-only here")
+        result = predict_cli(export_dir, root / metadata.IMAGE_CSV, ro / "p.csv")
+        assert_one_line_error(result, f"--output_csv={ro / 'p.csv'}", "Read-only file system")
+        assert "fields/s" not in result.stderr and list(ro.iterdir()) == []
+
+
 def test_a_file_size_limit_is_one_line_naming_the_output(trained, tmp_path):
     root, _, export_dir = trained
     out = tmp_path / "p.csv"

@@ -34,6 +34,7 @@ import tqdm
 from mcnn_keras.io import atomic
 from mcnn_keras.io import features_table
 from mcnn_keras.io import storage
+from mcnn_keras.io.output_dirs import check_output_file
 from mcnn_keras.serve import treatments
 from mcnn_keras.serve.predict import inputs
 from mcnn_keras.serve.predict.normalize import FieldNormalizer
@@ -257,23 +258,17 @@ def _features_rows(fields, probabilities, class_names):
 
 def check_output_path(path, flag, input_files=()):
     """ValueError naming `--flag` unless `path` may be (re)written by a successful
-    run; then removes the temporaries of `path` that killed runs left."""
+    run (`output_dirs.check_output_file`, which tries a write: root passes
+    os.access on a read-only mount) and is none of the inputs; then removes the
+    temporaries of `path` that killed runs left."""
     if storage.is_remote(path):  # written once complete (atomic.py); the store decides
         storage.require_filesystem(path)
         return
-    if os.path.isdir(path):
-        raise ValueError(f"--{flag}={path}: is a directory")
     if os.path.exists(path) and any(os.path.samefile(path, f) for f in input_files
                                     if os.path.exists(f)):
         raise ValueError(f"--{flag}={path}: is one of the inputs")
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"--{flag}={path}: cannot create {directory} ({e.strerror})") from None
-    if not os.access(directory, os.W_OK):
-        raise ValueError(f"--{flag}={path}: {directory} is not writable")
-    atomic.remove_temporaries(directory, [os.path.basename(path)])
+    check_output_file(path, flag)
+    atomic.remove_temporaries(os.path.dirname(os.path.abspath(path)), [os.path.basename(path)])
 
 
 def _accuracies(probabilities, fields, class_names):
