@@ -27,6 +27,7 @@ from mcnn_keras.data.conversion.field import FieldOfView
 from mcnn_keras.data.bbbc021 import options as bbbc021_options
 from mcnn_keras.data.conversion import options as conversion_options
 from cli_util import assert_one_line_error, defined_flags, run_binary
+import cell_painting_fixture as cp
 
 SIZE = 128
 SPLIT = dict(height=SIZE, width=SIZE, num_shards=2, split="loco", fold="1", seed=2)
@@ -141,6 +142,24 @@ def test_one_multi_channel_tiff_per_field_in_another_channel_order(
     assert manifest["channels"] == ["image[1]", "image[2]", "image[0]"]
 
 
+def test_one_multi_channel_column_by_default_takes_all_its_channels(
+        bbbc021, table, reference, tmp_path):
+    files = derived(table, tmp_path, lambda f: {"stack.tif": np.stack(planes(f))})
+    index = write_index(tmp_path / "index.csv", table, files, columns=["image"])
+    manifest = convert_images.convert(options(index, tmp_path / "out", channel_columns="image"),
+                                      progress=False)
+    assert shards(tmp_path / "out") == shards(reference[0])  # three pages: today's records
+    assert manifest["channels"] == ["image[0]", "image[1]", "image[2]"]
+    # One file with a fourth page: one channel count per conversion, named in one line.
+    first = next(f for f in table if f.labelled)
+    tifffile.imwrite(tmp_path / f"{first.plate}_{first.well}_s{first.site}_stack.tif",
+                     np.stack(planes(first) + [planes(first)[0]]), photometric="minisblack")
+    with pytest.raises(images.ImageError, match="3 channels, but .*_stack.tif on plate .* has "
+                       "4 .one channel count per conversion"):
+        convert_images.convert(options(index, tmp_path / "four", channel_columns="image"),
+                               progress=False)
+
+
 def test_four_channel_columns_mapped_by_name(bbbc021, table, reference, tmp_path):
     extra = derived(table, tmp_path, lambda f: {
         "junk.tif": np.full((SIZE, SIZE), 7, np.uint16)})
@@ -178,6 +197,144 @@ def test_two_channels_give_a_zero_third_channel(bbbc021, table, reference, tmp_p
         # Statistics are per channel: the two real channels are the fixture's.
         np.testing.assert_array_equal(image[..., :2], three[key][0][..., :2])
         assert not image[..., 2].any() and label == three[key][1]
+
+
+def test_four_columns_give_four_channels_and_three_stay_as_they_are(
+        bbbc021, table, reference, tmp_path):
+    rng = np.random.default_rng(5)
+    extra = derived(table, tmp_path, lambda f: {
+        "junk.tif": rng.integers(100, 4000, (SIZE, SIZE)).astype(np.uint16)})
+    index = write_index(tmp_path / "index.csv", table, lambda f: [
+        os.path.relpath(p, tmp_path) for p in f.paths] + extra(f),
+        columns=list(CHANNELS) + ["junk"])
+    manifest = convert_images.convert(options(index, tmp_path / "out", channel_columns=
+                                              ",".join(CHANNELS) + ",junk"), progress=False)
+    assert manifest["channels"] == list(CHANNELS) + ["junk"]
+    four, three = examples(tmp_path / "out"), examples(reference[0])
+    assert four.keys() == three.keys()
+    for key, (image, label) in four.items():
+        assert image.shape == (SIZE, SIZE, 4) and label == three[key][1]
+        # Statistics are per channel: the first three are the 3-channel records'.
+        np.testing.assert_array_equal(image[..., :3], three[key][0])
+    stats = json.loads((tmp_path / "out" / normalization.STATS_JSON).read_text())
+    assert stats["channels"] == list(CHANNELS) + ["junk"] and "illumination" not in stats
+    assert all(len(p["low"]) == 4 for p in stats["plates"].values())
+
+
+# --- CellProfiler LoadData CSVs (the Cell Painting Gallery's layout) ---------------------
+
+CP_SIZE = 72  # the fixture's fields; the records get 64 x 64 (--resize=crop)
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory):
+    return cp.write_gallery(tmp_path_factory.mktemp("gallery"), plates=2, sites=2,
+                            size=CP_SIZE)
+
+
+def test_load_data_csvs_of_a_gallery_plate_give_five_channel_shards(gallery, tmp_path):
+    out = tmp_path / "cp"
+    result = run_binary(
+        "mcnn_keras.cli.convert_images", "--noprogress", f"--output_dir={out}",
+        "--load_data_csv=" + ",".join(p["load_data"] for p in gallery["plates"]),
+        "--channels=OrigDNA,OrigER,OrigRNA,OrigAGP,OrigMito", f"--labels_csv={gallery['well']}",
+        "--labels_on=Metadata_Plate,Metadata_Well", "--label_column=Metadata_JCP2022",
+        "--height=64", "--width=64", "--resize=crop", "--split=plate", "--fold=0",
+        "--num_shards=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 unlabelled: counted, not converted" in result.stderr.strip().splitlines()[-1]
+    manifest = json.loads((out / "manifest.json").read_text())
+    names = sorted(j for j, _ in cp.WELLS.values() if j)
+    assert manifest["channels"] == [f"Orig{c}" for c in cp.CHANNELS]
+    assert manifest["classes"] == names and manifest["num_classes"] == 3
+    assert manifest["image_size"] == [64, 64] and (manifest["height"], manifest["width"]) == (
+        64, 64)
+    assert manifest["counts"]["unlabelled_rows"] == 4
+    assert manifest["resize"]["input_sizes"] == {f"{CP_SIZE}x{CP_SIZE}": 12}
+    found = examples(out)
+    assert len(found) == 12 and {key[0] for key in found} == {"BR00121331", "BR00121332"}
+    for (plate, well, site), (image, label) in found.items():
+        assert image.shape == (64, 64, 5) and image.dtype == np.uint8
+        assert label == names.index(cp.WELLS[well][0])
+
+
+def test_cellprofiler_illumination_functions_replace_our_map(gallery, tmp_path):
+    plate = gallery["plates"][0]
+    o = conversion_options.ImagesOptions(
+        output_dir=str(tmp_path / "cp"), load_data_csv=plate["load_data_with_illum"],
+        labels_csv=gallery["well"], illum="cellprofiler", channels="DNA,Mito",
+        height=CP_SIZE, width=CP_SIZE, split="random", fold="0", num_shards=1)
+    manifest = convert_images.convert(o, progress=False)
+    assert manifest["channels"] == ["OrigDNA", "OrigMito"]
+    stats = json.loads((tmp_path / "cp" / normalization.STATS_JSON).read_text())
+    assert stats["illumination"] == normalization.CELLPROFILER
+    loaded = normalization.load_statistics(str(tmp_path / "cp"))[plate["plate"]]
+    assert np.array_equal(loaded.full_map(), np.ones((CP_SIZE, CP_SIZE, 2), np.float32))
+    # The records: (raw / CellProfiler's function) scaled by the plate's percentiles.
+    by_key = {(f.well, f.site): f for f in
+              conversion_fields_of(plate["load_data_with_illum"], o)}
+    for (_, well, site), (image, _) in examples(tmp_path / "cp").items():
+        raw = images.read_raw_field(by_key[(well, site)], CP_SIZE, CP_SIZE)
+        np.testing.assert_array_equal(image, normalization.to_uint8(
+            normalization.normalize(raw, loaded)))
+
+
+def conversion_fields_of(path, o):
+    from mcnn_keras.data.conversion import load_data  # pylint: disable=import-outside-toplevel
+    return load_data.read_load_data_csvs([path], o)
+
+
+def test_ome_zarr_plates_give_the_records_of_the_same_fields_listed_by_load_data(
+        gallery, tmp_path):
+    pytest.importorskip("zarr")
+    pytest.importorskip("ome_zarr")
+    import ome_zarr_util  # pylint: disable=import-outside-toplevel
+    plates = []
+    for plate in gallery["plates"]:  # the same pixels as an OME-Zarr plate (NGFF 0.5)
+        wells = {}
+        for (well, _), planes in sorted(plate["fields"].items()):
+            wells.setdefault(f"{well[0]}/{int(well[1:])}", []).append(
+                np.stack([planes[c] for c in cp.CHANNELS]))
+        plates.append(ome_zarr_util.write_plate(
+            tmp_path / f"{plate['plate']}.zarr", wells, cp.CHANNELS, version="0.5",
+            writer="ome-zarr", name=plate["plate"]))
+    common = dict(labels_csv=gallery["well"], height=64, width=64, resize="crop",
+                  split="random", fold="0", num_shards=1)
+    zarr_manifest = convert_images.convert(conversion_options.ImagesOptions(
+        output_dir=str(tmp_path / "zarr"), ome_zarr=",".join(plates), **common),
+        progress=False)
+    convert_images.convert(conversion_options.ImagesOptions(
+        output_dir=str(tmp_path / "ld"), load_data_csv=",".join(
+            p["load_data"] for p in gallery["plates"]), **common), progress=False)
+    assert zarr_manifest["channels"] == list(cp.CHANNELS)
+    assert zarr_manifest["counts"]["unlabelled_rows"] == 4
+    from_zarr, from_csv = examples(tmp_path / "zarr"), examples(tmp_path / "ld")
+    assert len(from_zarr) == len(from_csv) == 12
+    for (plate, well, site), (image, label) in from_csv.items():
+        other = from_zarr[(plate, well, str(int(site) - 1))]  # NGFF fields count from 0
+        np.testing.assert_array_equal(other[0], image)
+        assert other[1] == label
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"index_csv": "i.csv", "load_data_csv": "l.csv"},
+     "--index_csv and --load_data_csv are given"),
+    ({}, "none is given"),
+])
+def test_exactly_one_input(tmp_path, inputs, message):
+    o = conversion_options.ImagesOptions(output_dir=str(tmp_path / "out"), **inputs)
+    with pytest.raises(ValueError) as error:
+        convert_images.convert(o, progress=False)
+    assert str(error.value) == ("give exactly one of --index_csv, --load_data_csv and "
+                                f"--ome_zarr ({message})")
+
+
+def test_binary_refuses_both_inputs_in_one_line(gallery, tmp_path):
+    assert_one_line_error(run_binary(
+        "mcnn_keras.cli.convert_images", f"--index_csv={tmp_path / 'i.csv'}",
+        f"--load_data_csv={gallery['plates'][0]['load_data']}",
+        f"--output_dir={tmp_path / 'out'}"), "give exactly one of --index_csv, "
+        "--load_data_csv and --ome_zarr (--index_csv and --load_data_csv are given)")
 
 
 def test_eight_bit_pngs_without_a_plate_column_are_one_plate(bbbc021, table, tmp_path):
@@ -252,9 +409,11 @@ def test_two_and_four_channel_mapping_of_one_field(tmp_path):
     four = FieldOfView(paths=tuple(paths), channel_order=(3, -1, 0))
     assert list(images.read_raw_field(four, 4, 4)[0, 0]) == [40, 0, 10]
     assert list(images.read_raw_field(FieldOfView(paths=tuple(paths)), 4, 4)[0, 0]) == [
-        10, 20, 30]  # four channels, no order given: the first three
-    with pytest.raises(images.ImageError, match=f"{paths[0]}: one channel; a field needs 2"):
-        images.read_raw_field(FieldOfView(paths=(paths[0],)), 4, 4)
+        10, 20, 30, 40]  # four channels, no order given: all four
+    one = images.read_raw_field(FieldOfView(paths=(paths[0],)), 4, 4)  # C = 1 is a screen too
+    assert one.shape == (4, 4, 1) and one[0, 0, 0] == 10
+    five = FieldOfView(paths=tuple(paths), channel_order=(0, 1, 2, 3, -1))
+    assert list(images.read_raw_field(five, 4, 4)[0, 0]) == [10, 20, 30, 40, 0]
 
 
 # --- the index CSV ------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from mcnn_keras.data import manifest as shards_manifest
 from mcnn_keras.data.bbbc021 import convert, fixture
-from mcnn_keras.data.conversion import job as conversion_job
 from mcnn_keras.data.bbbc021 import options
 import multiworker_util as mw
 
@@ -80,7 +80,7 @@ def _files(directory):
     """{name: bytes} of the shards, and the manifest without the flags it records."""
     result = {os.path.basename(p): open(p, "rb").read()
               for p in glob.glob(os.path.join(directory, "*.tfrecord"))}
-    with open(os.path.join(directory, conversion_job.MANIFEST)) as f:
+    with open(os.path.join(directory, shards_manifest.MANIFEST)) as f:
         manifest = json.load(f)
     manifest.pop("flags")
     return result, manifest

@@ -73,7 +73,7 @@ def _truncate(path):
      "unreadable TIFF"),
 ])
 def test_bad_tiffs_fail_with_one_line_naming_the_file(tmp_path, name, make, message):
-    path = make(tmp_path / name)
+    make(tmp_path / name)
     with pytest.raises(images.ImageError) as error:
         images.read_tiff(str(tmp_path / name), 32, 40)
     text = str(error.value)

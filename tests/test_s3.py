@@ -161,7 +161,7 @@ def test_synthetic_shards_are_written_to_the_bucket(s3_env, tmp_path):
          ], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert keys(client, "synth/") == [
-        "synth/train-00000-of-00002.tfrecord", "synth/train-00001-of-00002.tfrecord",
+        "synth/manifest.json", "synth/train-00000-of-00002.tfrecord", "synth/train-00001-of-00002.tfrecord",
         "synth/val-00000-of-00001.tfrecord"]
     assert os.listdir(tmp_path) == []  # no local "s3:" folder
 

@@ -7,10 +7,12 @@ morphology to >= 95 % validation top-1 within a few minutes on 2 CPU cores.
 The linear probe at any size and difficulty (about 10 minutes at full size):
 
     python tests/test_synthetic.py --height=1024 --width=1280 --difficulty=hard
+    python tests/test_synthetic.py --stains=cell_painting     # the five-stain fields
 """
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -20,11 +22,13 @@ import time
 import numpy as np
 import pytest
 
+from mcnn_keras.data import manifest as shards_manifest
 from mcnn_keras.core.repo import python_path
 from mcnn_keras.data import classes
 from mcnn_keras.io import records
 from mcnn_keras.data.synthetic import generator as synthetic
 from mcnn_keras.data.synthetic import difficulty as synthetic_difficulty
+from mcnn_keras.data.synthetic.probe import linear_probe_accuracy
 
 SIZE = 128
 # M-CNN training run of the learnability test (measured in the report).
@@ -86,7 +90,9 @@ def test_cli_output_is_byte_identical_across_processes(tmp_path):
             env={**os.environ, "PYTHONHASHSEED": hash_seed,
                  "PYTHONPATH": python_path()})
     a, b = _file_bytes(str(tmp_path / "a")), _file_bytes(str(tmp_path / "b"))
-    assert len(a) == 3 and a == b
+    assert sorted(a) == ["manifest.json", "train-00000-of-00002.tfrecord",
+                         "train-00001-of-00002.tfrecord", "val-00000-of-00001.tfrecord"]
+    assert a == b
 
 
 def test_cli_rejects_bad_size_with_one_line(tmp_path):
@@ -120,7 +126,8 @@ def test_dataset_is_deterministic_and_seed_dependent(tmp_path, compression):
     assert a.keys() == c.keys()
     assert all(a[name] != c[name] for name in a)
     if compression:
-        assert all(data[:2] == records.GZIP_MAGIC for data in a.values())
+        assert all(data[:2] == records.GZIP_MAGIC for name, data in a.items()
+                   if name.endswith(".tfrecord"))
 
 
 def test_shards_records_labels_and_metadata(tmp_path):
@@ -129,7 +136,7 @@ def test_shards_records_labels_and_metadata(tmp_path):
         output_dir, 128, 256, num_train=39, num_val=26, num_shards=3, seed=0,
         progress=False)
     assert sorted(os.listdir(output_dir)) == [
-        "train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord",
+        "manifest.json", "train-00000-of-00003.tfrecord", "train-00001-of-00003.tfrecord",
         "train-00002-of-00003.tfrecord", "val-00000-of-00001.tfrecord"]
     assert summary["train"]["count"] == 39 and summary["val"]["count"] == 26
     assert summary["train"]["class_counts"] == [3] * classes.NUM_CLASSES
@@ -162,6 +169,57 @@ def test_shard_of_more_shards_than_images_is_empty_but_valid(tmp_path):
     assert counts == [1, 1, 0]
 
 
+def test_manifest_names_channels_classes_and_size(tmp_path):
+    summary = synthetic.write_synthetic_dataset(str(tmp_path), 128, 256, 13, 13, num_shards=2,
+                                                seed=3, progress=False)
+    with open(tmp_path / shards_manifest.MANIFEST) as f:
+        manifest = json.load(f)
+    assert manifest["stains"] == "bbbc021"
+    assert manifest["channels"] == ["DAPI", "Tubulin", "Actin"]  # the BBBC021 converter's
+    assert manifest["classes"] == list(classes.MOA_CLASSES) and manifest["num_classes"] == 13
+    assert manifest["image_size"] == [128, 256]
+    assert (manifest["height"], manifest["width"]) == (128, 256)
+    assert manifest["counts"]["train"]["files"] == [
+        os.path.basename(p) for p in summary["train"]["files"]]
+    assert manifest["counts"]["val"]["class_counts"] == [1] * classes.NUM_CLASSES
+
+
+# Hashes of today's BBBC021-like output, taken before the Cell Painting mode
+# and the optics/cells refactoring: the default stains must not move a bit.
+# uint8 pixels (records round to them), so float round-off below 1/510 is
+# harmless; a NumPy or FFT change that flips a rounding would show up here and
+# in the demo-data comparison alike.
+RENDER_SHA256 = {
+    "default": "6ae14a4bada2f1a4f1ce397f7ed7e02adc4bda96cd7cec74144b90d710bd5389",
+    "hard": "df6fcc5a122181502b60ba7516c7ca328a4203b1455386d7281e32111b2a293d"}
+HARD_RECORDS_SHA256 = "790e36aabaf4b338a5b069ec1c862639d63b4ae2632ee8d943572aac6a6c4374"
+
+
+@pytest.mark.parametrize("name", sorted(RENDER_SHA256))
+def test_default_stains_render_as_before(name):
+    difficulty = synthetic_difficulty.DIFFICULTIES[name]
+    plates = (synthetic_difficulty.make_plates(0, difficulty.plate_effects)
+              if difficulty.plate_effects else [None])
+    digest = hashlib.sha256()
+    for label in range(classes.NUM_CLASSES):
+        field = synthetic.render_field(label, 64, 96, np.random.default_rng([label, 7]),
+                                       difficulty, plates[label % len(plates)])
+        digest.update(synthetic.to_uint8(field).tobytes())
+    assert digest.hexdigest() == RENDER_SHA256[name]
+
+
+def test_default_stains_write_the_records_they_wrote_before(tmp_path):
+    synthetic.write_synthetic_dataset(str(tmp_path), 64, 128, 26, 13, 2, 5, progress=False,
+                                      difficulty=synthetic.make_difficulty("hard"),
+                                      stains="bbbc021")
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(tmp_path)):
+        if name.endswith(".tfrecord"):
+            digest.update(name.encode())
+            digest.update((tmp_path / name).read_bytes())
+    assert digest.hexdigest() == HARD_RECORDS_SHA256
+
+
 def test_bad_arguments_fail_with_one_line(tmp_path):
     with pytest.raises(ValueError, match="compression"):
         synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, 1, 1, 1, 0,
@@ -170,47 +228,6 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
         synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, 1, 1, 0, 0)
     with pytest.raises(ValueError, match="num_train"):
         synthetic.write_synthetic_dataset(str(tmp_path), SIZE, SIZE, -1, 1, 1, 0)
-
-
-def _channel_statistics(num_per_class, seed, height=SIZE, width=SIZE, difficulty=None):
-    rng = np.random.default_rng(seed)
-    plates = (synthetic_difficulty.make_plates(seed, difficulty.plate_effects)
-              if difficulty and difficulty.plate_effects else None)
-    features, labels = [], []
-    for _ in range(num_per_class):
-        for label in range(classes.NUM_CLASSES):
-            plate = plates[int(rng.integers(len(plates)))] if plates else None
-            image = synthetic.to_uint8(synthetic.render_field(
-                label, height, width, rng, difficulty, plate))
-            image = image.astype(np.float32) / 255
-            features.append(np.concatenate([image.mean((0, 1)), image.std((0, 1))]))
-            labels.append(label)
-    return np.array(features), np.array(labels)
-
-
-def _softmax_regression(x, y, steps=3000, learning_rate=0.5):
-    """Multinomial logistic regression by full-batch gradient descent."""
-    weights = np.zeros((x.shape[1], classes.NUM_CLASSES))
-    bias = np.zeros(classes.NUM_CLASSES)
-    onehot = np.eye(classes.NUM_CLASSES)[y]
-    for _ in range(steps):
-        logits = x @ weights + bias
-        p = np.exp(logits - logits.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        grad = (p - onehot) / len(y)
-        weights -= learning_rate * x.T @ grad
-        bias -= learning_rate * grad.sum(0)
-    return weights, bias
-
-
-def linear_probe_accuracy(train_per_class=60, test_per_class=20, height=SIZE, width=SIZE,
-                          difficulty=None):
-    """Test top-1 of logistic regression on per-channel mean and std of fields."""
-    x_train, y_train = _channel_statistics(train_per_class, 1, height, width, difficulty)
-    x_test, y_test = _channel_statistics(test_per_class, 2, height, width, difficulty)
-    mean, std = x_train.mean(0), x_train.std(0)
-    weights, bias = _softmax_regression((x_train - mean) / std, y_train)
-    return float(np.mean(((x_test - mean) / std @ weights + bias).argmax(1) == y_test))
 
 
 @pytest.mark.slow
@@ -292,8 +309,10 @@ def test_default_difficulty_reproduces_the_demo_data_byte_for_byte(tmp_path, tes
                                           compression="GZIP", progress=False,
                                           difficulty=difficulty)
         demo = _file_bytes(str(testdata_dir / "synthetic"))
-        assert _file_bytes(str(tmp_path / name)) == {
+        written = _file_bytes(str(tmp_path / name))
+        assert {k: v for k, v in written.items() if k.endswith(".tfrecord")} == {
             k: v for k, v in demo.items() if k.endswith(".tfrecord")}
+        assert set(written) - set(demo) == {shards_manifest.MANIFEST}
 
 
 def test_penetrance_is_the_fraction_of_treated_cells_showing_the_phenotype():
@@ -414,10 +433,12 @@ def _main():
     parser.add_argument("--difficulty", default="default", choices=sorted(synthetic_difficulty.DIFFICULTIES))
     parser.add_argument("--train_per_class", type=int, default=60)
     parser.add_argument("--test_per_class", type=int, default=20)
+    parser.add_argument("--stains", default="bbbc021", choices=sorted(synthetic.STAINS))
     args = parser.parse_args()
     start = time.perf_counter()
     accuracy = linear_probe_accuracy(args.train_per_class, args.test_per_class, args.height,
-                                     args.width, synthetic.make_difficulty(args.difficulty))
+                                     args.width, synthetic.make_difficulty(args.difficulty),
+                                     args.stains)
     print(json.dumps({**vars(args), "linear_probe_top1": round(accuracy, 4),
                       "chance": round(1 / classes.NUM_CLASSES, 4), "bound": 0.5,
                       "seconds": round(time.perf_counter() - start, 1)}))

@@ -43,16 +43,36 @@ def staging_dir(output_dir):
     return os.path.join(tempfile.gettempdir(), "mcnn-keras-staging", digest)
 
 
+LIST_FLAGS = ("load_data_csv", "ome_zarr")  # input flags holding comma-separated paths
+
+
+def _resolve_inputs(values, input_flags):
+    """{flag: value} of the input flags: local (one line otherwise), each path
+    (of a comma-separated `LIST_FLAGS` one: each) resolved as the user meant it."""
+    resolved = {}
+    for flag in input_flags:
+        paths = ([p.strip() for p in values[flag].split(",") if p.strip()]
+                 if flag in LIST_FLAGS else [values[flag]])
+        for path in paths:
+            check_local(**{flag: path})
+        resolved[flag] = ",".join(resolve_user_path(p) for p in paths)
+    return resolved
+
+
 def run_conversion(argv, sections, options_class, input_flag, load_convert):
     """Runs a converter from its flags; `load_convert()` imports its job lazily
-    (so `--help` stays free of TensorFlow). Prints a one-line summary."""
+    (so `--help` stays free of TensorFlow). Prints a one-line summary.
+
+    `input_flag`: the flag naming the input, or a tuple of them (each may
+    hold comma-separated paths)."""
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
     from mcnn_keras.io import atomic  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io.output_dirs import make_output_dir  # pylint: disable=import-outside-toplevel
     from mcnn_keras.io import storage  # pylint: disable=import-outside-toplevel
     values = config_flags.values(sections)
-    check_local(**{input_flag: values[input_flag]})
+    inputs = _resolve_inputs(values, (input_flag,) if isinstance(input_flag, str)
+                             else input_flag)
     output_dir = resolve_user_path(values["output_dir"])
     remote = storage.is_remote(output_dir)
     if remote:  # tensorflow-io for s3://: one line before any work if it cannot load
@@ -60,8 +80,9 @@ def run_conversion(argv, sections, options_class, input_flag, load_convert):
     local_dir = staging_dir(output_dir) if remote else output_dir
     if local_dir:  # a file or a read-only place: one line naming the flag
         make_output_dir(local_dir, "staging_dir" if remote else "output_dir")
-    options = options_class(**{**values, input_flag: resolve_user_path(values[input_flag]),
-                               "output_dir": local_dir})
+    options = options_class(**{**values, **inputs, "output_dir": local_dir})
+    if hasattr(options, "input_flag"):  # exactly one input: one line before TensorFlow loads
+        options.input_flag()
     manifest = load_convert()(options, flags={**values, "progress": FLAGS.progress},
                               progress=FLAGS.progress)
     if remote:
@@ -69,7 +90,7 @@ def run_conversion(argv, sections, options_class, input_flag, load_convert):
         shutil.rmtree(local_dir)
         print(f"uploaded {copied} files to {output_dir}", file=sys.stderr)
     counts = manifest["counts"]
-    unlabelled = (f", {counts['unlabelled_rows']} unlabelled"
+    unlabelled = (f", {counts['unlabelled_rows']} unlabelled: counted, not converted"
                   if counts.get("unlabelled_rows") else "")
     print(f"converted {sum(counts['per_class'].values())} fields of view "
           f"({counts['skipped_fields']} skipped{unlabelled}) to {output_dir}",

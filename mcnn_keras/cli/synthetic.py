@@ -32,7 +32,8 @@ def main(argv):
     output_dir = make_output_dir(resolve_user_path(o.output_dir), "output_dir")
     summary = synthetic.write_synthetic_dataset(
         output_dir, o.height, o.width, o.num_train, o.num_val,
-        o.num_shards, o.seed, compression=o.compression, difficulty=difficulty)
+        o.num_shards, o.seed, compression=o.compression, difficulty=difficulty,
+        stains=o.stains)
     print(json.dumps({split: {"count": s["count"], "files": len(s["files"])}
                       for split, s in summary.items()} | {"output_dir": output_dir}))
 

@@ -1,12 +1,14 @@
 """One field of view, the unit every converter and predictor works on.
 
-A field is a set of image files (2-4 single-channel files, or one
-multi-channel file) plus what is known about it: its class (empty =
+A field is a set of image files (one single-channel file per channel, or
+one multi-channel file) plus what is known about it: its class (empty =
 unlabelled), plate, well, site, compound, concentration, replicate (the
 metadata of the record schema, `records.METADATA_KEYS`), how its channels
-map to the model's three input channels, and the CSV row it came from (so
-that every error can name it). Where fields come from: `conversion.fields`
-(an index CSV, BBBC021's image table).
+map to the model's C input channels, CellProfiler illumination functions to
+divide its files by (LoadData CSVs), other metadata the schema has no place
+for yet, and the CSV row it came from (so that every error can name it).
+Where fields come from: `conversion.fields` (an index CSV, BBBC021's image
+table), `conversion.load_data` (CellProfiler LoadData CSVs).
 
 Usage:
 
@@ -19,6 +21,7 @@ Usage:
 
 import csv
 import dataclasses
+import gzip
 import os
 
 from mcnn_keras.data import classes
@@ -47,10 +50,19 @@ class FieldOfView:
     # mechanism-of-action index, or UNLABELLED for an empty class name.
     label: int = None
     # Model channel i comes from channel channel_order[i] of the files' channels
-    # (ZERO_CHANNEL = zeros); None = the first three, or (0, 1, zeros) for two.
+    # (ZERO_CHANNEL = zeros); None = all of them, or (0, 1, zeros) for two.
     channel_order: tuple = None
     bit_depth: int = 0       # 8 or 16 = every file must have it; 0 = either
     source: str = ""         # the CSV the field was listed in
+    # One CellProfiler illumination function (.npy, H x W float) per file in
+    # `paths`, each file divided by its own before anything else; () = none.
+    illum_paths: tuple = ()
+    # Other metadata, ((name, value), ...) in CSV column order (LoadData's
+    # Metadata_* columns beyond plate, well and site): not in the records yet.
+    extra_metadata: tuple = ()
+    # The CSV column of each file in `paths`, then of each in `illum_paths`,
+    # for messages (() = not named: an index CSV's row names them).
+    columns: tuple = ()
 
     def __post_init__(self):
         if self.label is None:
@@ -73,7 +85,14 @@ class FieldOfView:
                 "well": self.well, "site": self.site, "replicate": self.replicate}
 
     def key(self):
-        return (self.plate, self.well, self.site, self.row)
+        return (self.plate, self.well, self.site, self.row, self.source)
+
+    def column_of(self, index):
+        """`column 'X': ` naming the CSV column of file `index` (paths, then
+        illum_paths), or '' if not known."""
+        if index < len(self.columns) and self.columns[index]:
+            return f"column {self.columns[index]!r}: "
+        return ""
 
     def where(self):
         """`file:row` of the CSV line that listed the field ('' if unknown)."""
@@ -83,7 +102,7 @@ class FieldOfView:
 
 
 def csv_rows(path, required, error=ValueError, check_header=None):
-    """[(line number, {column: stripped value})] of a CSV with a header row.
+    """[(line number, {column: stripped value})] of a CSV (or .csv.gz) with a header row.
 
     Raises `error` with one line naming the file (and row, or the missing
     columns) for a missing or malformed file, or a row without a value for a
@@ -92,8 +111,9 @@ def csv_rows(path, required, error=ValueError, check_header=None):
     """
     if not os.path.isfile(path):
         raise error(f"{path}: file not found")
+    opener = gzip.open if path.endswith(".gz") else open  # JUMP ships well.csv.gz
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header = [name.strip() for name in (reader.fieldnames or [])]
             if check_header is not None:
@@ -112,6 +132,8 @@ def csv_rows(path, required, error=ValueError, check_header=None):
         raise error(f"{path}: not a UTF-8 CSV file ({e.reason})") from None
     except csv.Error as e:
         raise error(f"{path}: malformed CSV ({e})") from None
+    except (OSError, EOFError) as e:  # gzip: not a gzip file, truncated
+        raise error(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
 def refuse_duplicates(fields, error=ValueError):

@@ -4,14 +4,17 @@ the predictor read.
 Two CSV formats list fields:
 
 - an **index CSV**, one row per field of view: the paths of its channel
-  images (2-4 single-channel 8/16-bit TIFF or PNG files in the
-  `channel_columns`, or one multi-channel file in a single column), a label
+  images (one or more single-channel 8/16-bit TIFF or PNG files in the
+  `channel_columns`, one per model channel, or one multi-channel file in a
+  single column), a label
   column (class name; empty = unlabelled) and optional metadata columns
   (plate, well, site, compound, concentration, replicate; other names via
   `metadata_columns`). Relative paths are relative to the CSV's folder.
   Without a plate column the screen is one plate (plate "").
 - **BBBC021's image table** (`read_bbbc021_table`), labelled through its MoA
   table when given.
+
+(CellProfiler LoadData CSVs: `conversion.load_data`.)
 
 Every problem is one line naming the CSV file, row and column (or, for image
 files, the file and the CSV row): `FieldError`, `ImageError` (both
@@ -23,7 +26,7 @@ Usage:
         IndexOptions, read_index_csv, read_bbbc021_table, read_raw_field)
     fields = read_index_csv("screen/index.csv", IndexOptions(channel_columns="dna,actin"))
     fields = read_bbbc021_table("new/BBBC021_v1_image.csv")      # unlabelled
-    raw = read_raw_field(fields[0], 1024, 1280, resize="crop")  # H x W x 3 uint16/uint8
+    raw = read_raw_field(fields[0], 1024, 1280, resize="crop")  # H x W x C uint16/uint8
 """
 
 import os

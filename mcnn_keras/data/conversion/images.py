@@ -1,27 +1,33 @@
 """Reading the raw pixels of a field of view: TIFF and PNG files, checked.
 
-`read_raw_field(field, height, width, resize)` reads a field's files (2-4
-single-channel 8- or 16-bit TIFF/PNG files, or one multi-channel file: TIFF
-pages or samples, a PNG's LA/RGB/RGBA), maps their channels to the model's
-three (`FieldOfView.channel_order`; two channels give a zero third one), and
-centre-crops or zero-pads to height x width when asked (`resize`: error |
-crop | pad; never silently).
+`read_raw_field(field, height, width, resize)` reads a field's files (one
+single-channel 8- or 16-bit TIFF/PNG file per channel, or one multi-channel
+file: TIFF pages or samples, a PNG's LA/RGB/RGBA, or an OME-Zarr field's
+full-resolution level, `ome_zarr_plate.read_field_image`), divides each file by its
+CellProfiler illumination function if the field has them
+(`FieldOfView.illum_paths`, `.npy`), maps their channels to the model's C
+(`FieldOfView.channel_order`; by default all of them, two channels giving a
+zero third one), and centre-crops or zero-pads to height x width when asked
+(`resize`: error | crop | pad; never silently).
 Pixel values are never rescaled: a field of 16-bit files is uint16, one of
-8-bit files uint8, and the converter's per plate x channel percentile
-scaling makes the container irrelevant (the same rule at prediction).
+8-bit files uint8 (float32 once divided by illumination functions), and the
+converter's per plate x channel percentile scaling makes the container
+irrelevant (the same rule at prediction).
 
 Every problem raises `ImageError`, one line naming the file and, when known,
 the CSV row that listed the field: missing, unreadable or truncated file,
 a bit depth other than 8/16 (or other than the field's `bit_depth`), a
-wrong channel count, differing sizes, a size that does not fit.
+wrong channel count, differing sizes, a size that does not fit, a missing or
+malformed illumination function.
 
 Usage:
 
-    raw = read_raw_field(field, 1024, 1280)                # uint16 1024 x 1280 x 3
+    raw = read_raw_field(field, 1024, 1280)                # uint16 1024 x 1280 x C
     raw = read_raw_field(field, 1024, 1024, resize="crop") # centre crop
     plane = read_tiff("a_w1.tif", 1024, 1280)              # BBBC021's strict check
 """
 
+import functools
 import os
 
 import numpy as np
@@ -101,7 +107,14 @@ def _read_png(path):
 
 
 def read_image(path):
-    """One TIFF or PNG file -> H x W x C array (uint8 or uint16), or ImageError."""
+    """One TIFF or PNG file, or one OME-Zarr field (image group) -> H x W x C
+    array (uint8 or uint16), or ImageError."""
+    from mcnn_keras.data.conversion import ome_zarr_plate  # pylint: disable=import-outside-toplevel
+    if ome_zarr_plate.is_zarr_field(path):  # cheap: no zarr import
+        try:
+            return ome_zarr_plate.read_field_image(path)
+        except ome_zarr_plate.OmeZarrError as e:
+            raise ImageError(str(e)) from None
     if not os.path.isfile(path):
         raise ImageError(f"{path}: file not found")
     if path.lower().endswith(".png"):
@@ -160,19 +173,56 @@ def fit_size(image, height, width, resize, where):
 
 
 def default_channel_order(count):
-    """The first three channels; with two, a zero third one."""
-    return (0, 1, ZERO_CHANNEL) if count == 2 else (0, 1, 2)
+    """Every channel in order; with two, a zero third one (today's two-stain screens)."""
+    return (0, 1, ZERO_CHANNEL) if count == 2 else tuple(range(count))
+
+
+@functools.lru_cache(maxsize=16)
+def _illumination_function(path):
+    """A CellProfiler illumination function: a 2-D float32 .npy array, all > 0."""
+    if not os.path.isfile(path):
+        raise ImageError(f"{path}: file not found (illumination function)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises ValueError, OSError, EOFError ...
+        raise ImageError(f"{path}: not a .npy illumination function "
+                         f"({_first_line(e)})") from None
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise ImageError(f"{path}: a {array.dtype} array of shape {array.shape}, expected "
+                         "a 2-D float illumination function")
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)) or array.min() <= 0:
+        raise ImageError(f"{path}: illumination function with values <= 0 or not finite "
+                         f"(min {array.min()}); images are divided by it")
+    array.setflags(write=False)
+    return array
+
+
+def apply_illumination(image, illum_path, where=""):
+    """`image` (H x W x 1) divided by the illumination function in `illum_path`:
+    float32 `image / function`, as CellProfiler's CorrectIlluminationApply (Divide)."""
+    function = _illumination_function(illum_path)
+    if function.shape != image.shape[:2]:
+        raise ImageError(f"{where}{illum_path}: illumination function of size "
+                         f"{function.shape[0]}x{function.shape[1]}, but the image is "
+                         f"{image.shape[0]}x{image.shape[1]}")
+    return image.astype(np.float32) / function[..., None]
 
 
 def _channels(field, prefix):
     """The field's files stacked: H x W x C, one dtype, one size."""
     planes = []
-    for path in field.paths:
+    if field.illum_paths and len(field.illum_paths) != len(field.paths):
+        raise ImageError(f"{prefix}{len(field.illum_paths)} illumination functions for "
+                         f"{len(field.paths)} image files")
+    for index, path in enumerate(field.paths):
         try:
             image = read_image(path)
         except ImageError as e:
-            raise ImageError(f"{prefix}{e}") from None
-        if len(field.paths) > 1 and image.shape[-1] != 1:
+            raise ImageError(f"{prefix}{field.column_of(index)}{e}") from None
+        if (len(field.paths) > 1 or field.illum_paths) and image.shape[-1] != 1:
             raise ImageError(f"{prefix}{path}: {image.shape[-1]} channels, expected one "
                              "(one single-channel file per channel column)")
         depth = _DEPTHS[image.dtype]
@@ -185,11 +235,14 @@ def _channels(field, prefix):
                              f"({_DEPTHS[planes[0].dtype]}-bit "
                              f"{planes[0].shape[0]}x{planes[0].shape[1]})")
         planes.append(image)
-    stacked = np.concatenate(planes, axis=-1) if len(planes) > 1 else planes[0]
-    if stacked.shape[-1] < 2:
-        raise ImageError(f"{prefix}{field.paths[0]}: one channel; a field needs 2 or more "
-                         "(one multi-channel file, or 2-4 single-channel files)")
-    return stacked
+    for index, illum in enumerate(field.illum_paths):
+        try:
+            planes[index] = apply_illumination(planes[index], illum,
+                                               f"{field.paths[index]}: ")
+        except ImageError as e:
+            column = field.column_of(len(field.paths) + index)
+            raise ImageError(f"{prefix}{column}{e}") from None
+    return np.concatenate(planes, axis=-1) if len(planes) > 1 else planes[0]
 
 
 def read_raw_field_and_size(field, height, width, resize="error"):
@@ -212,5 +265,6 @@ def read_raw_field_and_size(field, height, width, resize="error"):
 
 
 def read_raw_field(field, height, width, resize="error"):
-    """The field's H x W x 3 raw pixels (uint16 or uint8), or ImageError."""
+    """The field's H x W x C raw pixels (uint16 or uint8; float32 when divided by
+    illumination functions), or ImageError."""
     return read_raw_field_and_size(field, height, width, resize)[0]

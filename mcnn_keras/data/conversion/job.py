@@ -1,25 +1,31 @@
 """The conversion job: labelled fields of view -> sharded TFRecords + manifest.
 
 Every converter ends here (`mcnn-convert-bbbc021`: BBBC021's CSV join;
-`mcnn-convert-images`: an index CSV):
+`mcnn-convert-images`: an index CSV or CellProfiler LoadData CSVs). Fields
+have any number C >= 1 of channels, the same C throughout:
 
 1. Every labelled field (the control class included, whatever --drop_dmso
    says) feeds the normalisation statistics.
 2. First pass, in parallel over plates: read and check every image file
    (`images.read_raw_field`: size, bit depth, --resize), compute the per
-   plate x channel illumination map and percentiles (`normalization`);
-   saved as normalization.json + illumination.npz.
+   plate x channel illumination map (none when the fields carry
+   CellProfiler illumination functions: `FieldOfView.illum_paths`) and
+   percentiles (`normalization`); saved as normalization.json +
+   illumination.npz.
 3. Split (`splits`), then plan shards: each split's fields are shuffled and
    dealt round-robin to shards; all variants of a field go to one shard.
 4. Second pass, in parallel over shards: normalise, derive the dataset A / B
    variants (`augment`), write each shard atomically (`records.write_shard`).
    Shards that already exist are skipped, so re-running resumes; a worker
    that dies stops the job naming its plate or shard (`pool`).
-5. manifest.json (atomic): counts per class / split / shard, class names and
-   where they came from, channels, what --resize did, statistics, flags.
+5. manifest.json (atomic) beside the shards: counts per class / split /
+   shard, `classes` (names in label order) and `num_classes`, where they
+   came from, `channels` (the C names in order), `image_size` = [`height`,
+   `width`] of the records, what --resize did, statistics, flags.
 
 With --fold all, each fold goes to `<output_dir>/fold-NN/` (own shards and
-manifest; statistics shared at the top, which gets an index manifest.json).
+manifest; statistics shared at the top, which gets an index manifest.json
+with the same classes, channels and size).
 
 Usage:
 
@@ -40,11 +46,12 @@ import numpy as np
 from mcnn_keras.io import atomic
 from mcnn_keras.data import classes
 from mcnn_keras.data import dihedral
+from mcnn_keras.data.manifest import MANIFEST  # what mcnn-train reads back
 from mcnn_keras.io import records
 from mcnn_keras.data.conversion import augment, images, normalization, splits
 from mcnn_keras.data.conversion.pool import WorkerPool, run_jobs
 
-PLAN_FILE, MANIFEST = "conversion_plan.json", "manifest.json"
+PLAN_FILE = "conversion_plan.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +60,9 @@ class Source:
     kind: str                    # "bbbc021" or "images": the manifest's format name
     class_names: tuple           # label order, before --drop_dmso
     classes_from: str            # how the class names were chosen
-    channels: tuple              # names of the model's 3 input channels
+    # Names of the model's C input channels, or a function count -> names
+    # when C depends on the files (one multi-channel file column).
+    channels: object
     channel_labels: tuple = ()   # longer names for the manifest ('' = channels)
     control: str = classes.DMSO  # no loco fold; dropped by --drop_dmso
     unlabelled_rows: int = 0     # rows counted and skipped: no class
@@ -87,8 +96,22 @@ def field_images(raw, stats, full_map, o, is_train):
     return dihedral.all_variants_numpy(image) if count > 1 else [image]
 
 
-def plate_name(plate):
-    return f"plate {plate}" if plate else "plate '' (no plate column: one plate)"
+plate_name = normalization.plate_label
+
+
+def _same_kind(field, raw, first, plate):
+    """ImageError unless `raw` has the bit depth and channel count of `first`
+    ((dtype, channels, field): the plate's first field)."""
+    dtype, channels, other = first
+    if raw.dtype != dtype:  # one plate's statistics need one scale
+        raise images.ImageError(
+            f"{field.where()}: {field.paths[0]}: {raw.dtype} pixels, but "
+            f"{other.paths[0]} on {plate_name(plate)} has {dtype} (one bit depth per plate)")
+    if raw.shape[-1] != channels:
+        raise images.ImageError(
+            f"{field.where()}: {field.paths[0]}: {raw.shape[-1]} channels, but "
+            f"{other.paths[0]} on {plate_name(plate)} has {channels} (one channel count "
+            "per conversion; --channel_order picks them)")
 
 
 # --- worker jobs (top-level so that spawned processes can run them) ---------
@@ -96,24 +119,23 @@ def plate_name(plate):
 def plate_job(args):
     """First pass over one plate -> (plate, PlateStats or None, skipped, sizes, fields)."""
     plate, fields, o = args
-    accumulator = normalization.StatisticsAccumulator(o.height, o.width, o.illum_sigma or None)
+    accumulator = normalization.StatisticsAccumulator(
+        o.height, o.width, o.illum_sigma or None,
+        estimate_map=not any(f.illum_paths for f in fields))
     skipped, sizes, first = [], {}, None
     for field in fields:
         try:
             raw, native = images.read_raw_field_and_size(field, o.height, o.width, o.resize)
-            first = first or (raw.dtype, field)
-            if raw.dtype != first[0]:  # one plate's statistics need one scale
-                raise images.ImageError(
-                    f"{field.where()}: {field.paths[0]}: {raw.dtype} pixels, but "
-                    f"{first[1].paths[0]} on {plate_name(plate)} has {first[0]} "
-                    "(one bit depth per plate)")
+            first = first or (raw.dtype, raw.shape[-1], field)
+            _same_kind(field, raw, first, plate)
             accumulator.add(raw)
             size = f"{native[0]}x{native[1]}"
             sizes[size] = sizes.get(size, 0) + 1
         except images.ImageError as e:
             if o.on_bad_file == "error":
                 raise
-            skipped.append({"row": field.row, "error": str(e)})
+            skipped.append({"row": field.row, "error": str(e),
+                            **({"source": field.source} if field.source else {})})
     stats = accumulator.finish(plate_name(plate)) if accumulator.samples else None
     return plate, stats, skipped, sizes, len(fields)
 
@@ -180,7 +202,14 @@ def compute_statistics(fields, o, progress=True, pool=None):
         skipped.extend(plate_skipped)
         for size, count in plate_sizes.items():
             sizes[size] = sizes.get(size, 0) + count
-    return stats, sorted(skipped, key=lambda s: s["row"]), dict(sorted(sizes.items()))
+    counts = sorted((plate, s.lowres_map.shape[-1]) for plate, s in stats.items())
+    for plate, count in counts[1:]:
+        if count != counts[0][1]:
+            raise ValueError(f"{plate_name(plate)} has {count} channels, but "
+                             f"{plate_name(counts[0][0])} has {counts[0][1]} (one channel "
+                             "count per conversion; --channel_order picks them)")
+    return stats, sorted(skipped, key=lambda s: (s.get("source", ""), s["row"])), dict(
+        sorted(sizes.items()))
 
 
 def plan_shards(train, val, o, fold_dir):
@@ -220,6 +249,19 @@ def convert_fields(fields, o, source, flags=None, progress=True):
         pool.close()
 
 
+def _channel_names(source, stats):
+    """The C names of the channels the statistics have (C from the fields)."""
+    counts = {s.lowres_map.shape[-1] for s in stats.values()}
+    if not counts:
+        return tuple(source.channels) if not callable(source.channels) else ()
+    count = counts.pop()
+    names = source.channels(count) if callable(source.channels) else tuple(source.channels)
+    if len(names) != count:
+        raise ValueError(f"the fields have {count} channels, but the channel names are "
+                         f"{list(names)} ({len(names)})")
+    return names
+
+
 def _statistics(all_fields, o, source, progress, pool):
     """Computed, or loaded when resuming -> (stats, summary)."""
     resuming = _check_plan(o.output_dir, _plan_fingerprint(o, all_fields))
@@ -229,20 +271,30 @@ def _statistics(all_fields, o, source, progress, pool):
     else:
         stats, skipped, sizes = compute_statistics(all_fields, o, progress, pool)
         sigma = o.illum_sigma or normalization.default_sigma(o.height)
+        cellprofiler = any(f.illum_paths for f in all_fields)
         summary = normalization.save_statistics(
             o.output_dir, stats, sigma, extra={"skipped": skipped, "input_sizes": sizes},
-            channels=source.channels)
+            channels=_channel_names(source, stats),
+            illumination=normalization.CELLPROFILER if cellprofiler else "estimate")
     # What a resumed run loads too (dtypes differ from the computed ones), so
     # that its shards equal an uninterrupted run's byte for byte.
     return normalization.load_statistics(o.output_dir), summary
 
 
+def _skip_key(field_or_entry):
+    if isinstance(field_or_entry, dict):
+        return field_or_entry.get("source", ""), field_or_entry["row"]
+    return field_or_entry.source, field_or_entry.row
+
+
 def _labelled(fields, o, source, skipped):
     """(class names, the fields to write, relabelled in those names' order)."""
     names = [n for n in source.class_names if not (o.drop_dmso and n == source.control)]
-    bad_rows = {s["row"] for s in skipped}
-    kept = [dataclasses.replace(f, label=names.index(f.class_name)) for f in fields
-            if f.row not in bad_rows and not (o.drop_dmso and f.class_name == source.control)]
+    bad_rows = {_skip_key(s) for s in skipped}
+    index = {name: i for i, name in enumerate(names)}
+    kept = [dataclasses.replace(f, label=index[f.class_name]) for f in fields
+            if _skip_key(f) not in bad_rows
+            and not (o.drop_dmso and f.class_name == source.control)]
     if o.split == "loco":
         for field in kept:
             if not field.compound and field.class_name != source.control:
@@ -282,7 +334,10 @@ def _convert(all_fields, o, source, flags, progress, pool):
         "flags": flags if flags is not None else dataclasses.asdict(o),
         "classes": class_names, "num_classes": len(class_names),
         "classes_from": source.classes_from,
-        "channels": list(source.channel_labels or source.channels),
+        "channels": list(summary["channels"] if not source.channel_labels
+                         else source.channel_labels),
+        "image_size": list(output_size(o)),
+        "height": output_size(o)[0], "width": output_size(o)[1],
         "resize": _resize_record(o, summary),
     }
     manifests = [_fold_manifest(o, source, common, summary, fold_names, *plan)
@@ -314,7 +369,6 @@ def _fold_manifest(o, source, common, summary, fold_names, fold, fold_dir, train
     per_field = {"train": variants_per_field(o, True), "val": variants_per_field(o, False)}
     manifest = {
         "format": f"mcnn-keras/{source.kind}-tfrecord/1", **common,
-        "image_size": list(output_size(o)),
         "split": {"name": o.split, "fold": fold, "fold_name": fold_names[fold],
                   "num_folds": len(fold_names), "val_fraction": o.val_fraction},
         "dataset": o.dataset, "augment_mode": o.augment_mode,

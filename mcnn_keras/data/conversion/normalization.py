@@ -11,16 +11,23 @@ Per plate x channel, from every labelled field of the plate (first pass):
    sampled on a stride-4 pixel grid (offset 2).
 
 Second pass, per field: divide by the map, map [low, high] to [0, 1], clip,
-store round(x * 255) as uint8, channels in the model's order (DAPI, Tubulin,
-Actin for BBBC021). A channel that is zero everywhere on a plate (the third
-channel of a two-channel screen) stays zero: map 1, range [0, 1]. Any other
-channel without an intensity range is an error.
+store round(x * 255) as uint8, channels in the model's order (any number C:
+DAPI, Tubulin, Actin for BBBC021; DNA, ER, RNA, AGP, Mito for Cell Painting).
+A channel that is zero everywhere on a plate (the third channel of a
+two-channel screen) stays zero: map 1, range [0, 1]. Any other channel
+without an intensity range is an error.
+
+Fields already divided by CellProfiler's illumination functions (LoadData's
+`FileName_Illum*`, `--illum=cellprofiler`) get no map of ours
+(`StatisticsAccumulator(..., estimate_map=False)`: the map is exactly 1, the
+percentiles are those of the corrected fields), and normalization.json says
+so (`"illumination": "cellprofiler"`).
 
 Usage:
 
-    raw = images.read_raw_field(field, 1024, 1280)        # uint16 H x W x 3
+    raw = images.read_raw_field(field, 1024, 1280)        # uint16 H x W x C
     stats = plate_statistics([raw, ...], sigma=500)       # PlateStats
-    image = to_uint8(normalize(raw, stats))               # uint8 H x W x 3
+    image = to_uint8(normalize(raw, stats))               # uint8 H x W x C
 
 The statistics are saved with the converted data (`save_statistics`) so the same
 normalisation can be applied at inference (`load_statistics`).
@@ -107,7 +114,7 @@ class PlateStats:
     high: np.ndarray        # (C,) 99.9th percentile
 
     def full_map(self):
-        """The H x W x 3 float32 illumination map (>= 1)."""
+        """The H x W x C float32 illumination map (>= 1)."""
         h, w, _ = self.lowres_map.shape
         up_h, up_w = upsample_matrix(h, self.block), upsample_matrix(w, self.block)
         full = separable(up_h, self.lowres_map, up_w)
@@ -119,7 +126,7 @@ class PlateStats:
 
 
 def illumination_lowres(block_means, sigma, block):
-    """Blurs the mean of per-image block means ((h, w, 3) each) at low resolution."""
+    """Blurs the mean of per-image block means ((h, w, C) each) at low resolution."""
     mean = np.mean(block_means, axis=0)
     h, w, _ = mean.shape
     blur_h, blur_w = blur_matrix(h, sigma / block), blur_matrix(w, sigma / block)
@@ -148,11 +155,17 @@ def grid_sample(image):
 
 
 class StatisticsAccumulator:
-    """First pass over a plate: feed raw fields, then `finish()` -> PlateStats."""
+    """First pass over a plate: feed raw fields, then `finish()` -> PlateStats.
 
-    def __init__(self, height, width, sigma=None):
+    `estimate_map=False`: the fields are illumination-corrected already
+    (CellProfiler's functions): the map is 1 everywhere, only the
+    percentiles are computed.
+    """
+
+    def __init__(self, height, width, sigma=None, estimate_map=True):
         self.block = illumination_block(height, width)
         self.sigma = default_sigma(height) if sigma is None else sigma
+        self.estimate_map = estimate_map
         self.block_means, self.samples = [], []
 
     def add(self, raw):
@@ -162,7 +175,10 @@ class StatisticsAccumulator:
     def finish(self, where="plate"):
         if not self.samples:
             raise ValueError(f"{where}: no fields to compute statistics from")
-        lowres = illumination_lowres(self.block_means, self.sigma, self.block)
+        if self.estimate_map:
+            lowres = illumination_lowres(self.block_means, self.sigma, self.block)
+        else:  # a flat map: upsampled and floored, exactly 1.0 everywhere
+            lowres = np.ones(self.block_means[0].shape, np.float64)
         channels = lowres.shape[-1]
         # Channels that are zero everywhere (block means of non-negative pixels).
         zero = [c for c in range(channels)
@@ -185,7 +201,7 @@ class StatisticsAccumulator:
 
 
 def plate_statistics(raw_fields, sigma=None):
-    """PlateStats from a list of uint16 H x W x 3 fields of one plate."""
+    """PlateStats from a list of uint16 H x W x C fields of one plate."""
     height, width = raw_fields[0].shape[:2]
     accumulator = StatisticsAccumulator(height, width, sigma)
     for raw in raw_fields:
@@ -194,7 +210,7 @@ def plate_statistics(raw_fields, sigma=None):
 
 
 def normalize(raw, stats, full_map=None):
-    """Float32 H x W x 3 in [0, 1]: illumination-corrected and scaled."""
+    """Float32 H x W x C in [0, 1]: illumination-corrected and scaled."""
     full_map = stats.full_map() if full_map is None else full_map
     low = stats.low.astype(np.float32)
     scale = (1.0 / (stats.high - stats.low)).astype(np.float32)
@@ -211,15 +227,25 @@ STATS_JSON, MAPS_NPZ = "normalization.json", "illumination.npz"
 
 
 BBBC021_CHANNELS = ("DAPI", "Tubulin", "Actin")
+CELLPROFILER = "cellprofiler"  # normalization.json "illumination": CellProfiler's functions
 
 
-def save_statistics(directory, stats_by_plate, sigma, extra=None, channels=BBBC021_CHANNELS):
+def save_statistics(directory, stats_by_plate, sigma, extra=None, channels=BBBC021_CHANNELS,
+                    illumination="estimate"):
     """Writes normalization.json + illumination.npz atomically; returns the JSON dict.
 
     `channels` names the model's input channels, in order. A screen without
-    plates has the one plate "".
+    plates has the one plate "". `illumination="cellprofiler"`: the fields were
+    divided by CellProfiler's illumination functions before these statistics
+    (their maps are 1); recorded as `"illumination": "cellprofiler"` (the key
+    is absent for our own estimated maps, so today's files stay as they are).
     """
-    summary = {**(extra or {}), "sigma": sigma, "channels": list(channels),
+    for plate, stats in stats_by_plate.items():
+        if stats.lowres_map.shape[-1] != len(channels):
+            raise ValueError(f"{plate_label(plate)}: {stats.lowres_map.shape[-1]} channels, "
+                             f"but {len(channels)} channel names {list(channels)}")
+    marker = {"illumination": CELLPROFILER} if illumination == CELLPROFILER else {}
+    summary = {**(extra or {}), **marker, "sigma": sigma, "channels": list(channels),
                "maps_file": MAPS_NPZ,
                "plates": {p: s.to_json() for p, s in sorted(stats_by_plate.items())}}
     with atomic.atomic_file(os.path.join(directory, MAPS_NPZ)) as tmp:
@@ -227,6 +253,10 @@ def save_statistics(directory, stats_by_plate, sigma, extra=None, channels=BBBC0
     # The JSON last: it names the maps file, so it never points at a missing one.
     atomic.write_json_atomic(os.path.join(directory, STATS_JSON), summary)
     return summary
+
+
+def plate_label(plate):
+    return f"plate {plate}" if plate else "plate '' (no plate column: one plate)"
 
 
 def load_statistics(directory):

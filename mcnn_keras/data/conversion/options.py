@@ -2,8 +2,10 @@
 
 `SharedOptions`: what every converter has (split, shards, derived data set,
 normalisation, size); `IndexOptions`: how an index CSV lists a field's
-channels, label and metadata; `ImagesOptions` = both plus input and output
-for `mcnn-convert-images`. BBBC021's `ConvertOptions` (bbbc021/options.py)
+channels, label and metadata; `LoadDataOptions`: how CellProfiler LoadData
+CSVs are read (channels, illumination functions, a labels table);
+`ImagesOptions` = all three plus input and output for `mcnn-convert-images`.
+BBBC021's `ConvertOptions` (bbbc021/options.py)
 is `SharedOptions` plus its download folder. Each binary's flags are generated
 from these fields (`cli/config_flags.py`), so options and flags cannot drift
 apart; shared fields are keyword-only, so `ImagesOptions("index.csv", "out")`
@@ -14,7 +16,10 @@ Usage:
     options = ImagesOptions("screen/index.csv", "out", split="plate", fold="all",
                             channel_columns="dna,tubulin,actin")
     check_options(options)          # ValueError naming the flag
-    options.channel_order_tuple()   # (0, 1, 2)
+    options.channel_order_tuple()   # (0, 1, 2); five columns: (0, 1, 2, 3, 4)
+    options = ImagesOptions(output_dir="out", load_data_csv="P1/load_data.csv",
+                            channels="DNA,ER,RNA,AGP,Mito", labels_csv="well.csv",
+                            label_column="Metadata_JCP2022")
 """
 
 import dataclasses
@@ -25,7 +30,7 @@ from mcnn_keras.io import storage
 from mcnn_keras.core.options import check_value, option
 from mcnn_keras.data.conversion import augment, splits
 from mcnn_keras.data.conversion.field import ZERO_CHANNEL, FieldOfView
-from mcnn_keras.data.conversion.images import RESIZE_MODES
+from mcnn_keras.data.conversion.images import RESIZE_MODES, default_channel_order
 
 DATASETS = ("none", "A", "B")
 # The record schema's metadata (records.METADATA_KEYS) other than the class.
@@ -72,12 +77,18 @@ class IndexOptions:
     """How an index CSV (one row per field of view) lists channels, label, metadata."""
     channel_columns: str = option(
         "DAPI,Tubulin,Actin", "Columns holding each field's single-channel image files "
-        "(2-4, comma-separated), or ONE column holding a multi-channel file.")
+        "(one or more, comma-separated: one model channel each), or ONE column holding "
+        "a multi-channel file.")
     channel_order: str = option(
-        "", "The model's 3 input channels, in order: each a channel column name, a 0-based "
-        "channel index, or 'zero'. '' = the first three; with two channels '0,1,zero'.")
+        "", "The model's input channels, in order (their count is the model's channel "
+        "count): each a channel column name, a 0-based channel index, or 'zero'. '' = "
+        "every column in order; with two columns '0,1,zero'; one multi-channel file "
+        "column: all its channels (two: '0,1,zero').")
     label_column: str = option("label", "Column of class names (empty cell = unlabelled); "
-                               "'' = no labels at all.")
+                               "'' = no labels at all. LoadData input: the label column "
+                               "of --labels_csv (default there: Metadata_JCP2022, or its "
+                               "one column besides --labels_on), else a column of the "
+                               "LoadData CSV if it has one.")
     metadata_columns: str = option(
         "", "key=column pairs for metadata in other columns, e.g. 'plate=Plate,well=Well'; "
         "by default plate, well, site, compound, concentration, replicate come from "
@@ -90,18 +101,23 @@ class IndexOptions:
 
     def channel_column_list(self):
         columns = [c.strip() for c in self.channel_columns.split(",") if c.strip()]
-        if not 1 <= len(columns) <= 4 or len(set(columns)) != len(columns):
-            raise ValueError(f"--channel_columns={self.channel_columns!r}: expected 2-4 "
-                             "distinct columns (or one multi-channel file column)")
+        if not columns or len(set(columns)) != len(columns):
+            raise ValueError(f"--channel_columns={self.channel_columns!r}: expected one or "
+                             "more distinct columns (or one multi-channel file column)")
         return columns
 
     def channel_order_tuple(self):
-        """Indices of the model's 3 channels (ZERO_CHANNEL = zeros); None = by count."""
+        """Indices of the model's C channels (ZERO_CHANNEL = zeros); None = by file.
+
+        Default: every column in order (C = the number of columns), except
+        that two columns keep (0, 1, zero); one multi-channel file column
+        gives None (`images.default_channel_order` of the file's count).
+        """
         columns = self.channel_column_list()
         if not self.channel_order.strip():
             if len(columns) == 1:
-                return None  # decided per file: first three, or (0, 1, zero) for two
-            return (0, 1, ZERO_CHANNEL) if len(columns) == 2 else (0, 1, 2)
+                return None
+            return default_channel_order(len(columns))
         entries = [e.strip() for e in self.channel_order.split(",")]
         order = []
         for entry in entries:
@@ -115,17 +131,23 @@ class IndexOptions:
                 raise ValueError(f"--channel_order={self.channel_order!r}: {entry!r} is "
                                  f"neither one of the channel columns {columns}, a channel "
                                  "index nor 'zero'")
-        if len(order) != 3 or all(i == ZERO_CHANNEL for i in order):
-            raise ValueError(f"--channel_order={self.channel_order!r}: expected 3 entries, "
-                             "not all 'zero'")
+        if all(i == ZERO_CHANNEL for i in order):
+            raise ValueError(f"--channel_order={self.channel_order!r}: expected one or "
+                             "more entries, not all 'zero'")
         return tuple(order)
 
-    def channel_names(self):
-        """Names of the model's 3 input channels (for the manifest and statistics)."""
+    def channel_names(self, count=None):
+        """Names of the model's input channels (for the manifest and statistics).
+
+        `count`: the channels of a multi-channel file, when --channel_order
+        is '' and there is one column (the names depend on the file).
+        """
         columns = self.channel_column_list()
         order = self.channel_order_tuple()
         if order is None:  # one multi-channel file column, channels by count
-            return (f"{columns[0]}[0]", f"{columns[0]}[1]", f"{columns[0]}[2] or zero")
+            if count is None:
+                raise ValueError("channel_names: the file's channel count is needed")
+            order = default_channel_order(count)
         return tuple("zero" if i == ZERO_CHANNEL else
                      columns[i] if len(columns) > 1 else f"{columns[0]}[{i}]" for i in order)
 
@@ -149,16 +171,79 @@ class IndexOptions:
         return names
 
 
+ILLUM_MODES = ("estimate", "cellprofiler")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoadDataOptions:
+    """How CellProfiler LoadData CSVs are read: channels, illumination, labels."""
+    channels: str = option(
+        "", "LoadData CSVs: the channels, in order, by the names of their FileName_<name> "
+        "/ PathName_<name> columns, e.g. OrigDNA,OrigER,OrigRNA,OrigAGP,OrigMito (the "
+        "Orig prefix may be left out: DNA matches OrigDNA); '' = every Orig* channel in "
+        "column order (no Orig* columns: every channel but the Illum* ones).")
+    illum: str = option(
+        "estimate", "LoadData CSVs: estimate: our own illumination map per plate x channel "
+        "(as for any input); cellprofiler: divide each image by its CellProfiler "
+        "illumination function (the FileName_Illum<Ch> / PathName_Illum<Ch> .npy files, "
+        "as in load_data_with_illum.csv) and skip our map. The percentile scaling "
+        "follows in both.", choices=ILLUM_MODES)
+    labels_csv: str = option(
+        "", "LoadData CSVs: a table of labels joined on --labels_on (JUMP: well.csv with "
+        "--label_column=Metadata_JCP2022); '' = labels from the LoadData CSV's own "
+        "--label_column if it has one, else unlabelled.")
+    labels_on: str = option(
+        "Metadata_Plate,Metadata_Well", "The columns joining --labels_csv to the LoadData "
+        "rows (the same names in both tables).")
+
+    def labels_on_list(self):
+        columns = [c.strip() for c in self.labels_on.split(",") if c.strip()]
+        if not columns or len(set(columns)) != len(columns):
+            raise ValueError(f"--labels_on={self.labels_on!r}: expected one or more distinct "
+                             "column names")
+        return columns
+
+
 @dataclasses.dataclass(frozen=True)
-class ImagesOptions(IndexOptions, SharedOptions):
-    """`mcnn-convert-images`: an index CSV -> sharded TFRecords; its flags come from here."""
+class ImagesOptions(IndexOptions, LoadDataOptions, SharedOptions):
+    """`mcnn-convert-images`: an index CSV or LoadData CSVs -> sharded TFRecords; its
+    flags come from here."""
     index_csv: str = option("", "The index CSV: one row per field of view (paths relative "
-                            "to the CSV's folder).", required=True)
+                            "to the CSV's folder). Give it, --load_data_csv or --ome_zarr.")
     output_dir: str = option("", "Where shards and manifest.json go (a local directory).",
                              required=True)
     _: dataclasses.KW_ONLY
+    load_data_csv: str = option(
+        "", "CellProfiler LoadData CSVs (comma-separated, e.g. one load_data.csv per "
+        "plate, read in order): a row per field, FileName_<Ch> / PathName_<Ch> per "
+        "channel (PathName relative to the CSV's folder or absolute), Metadata_Plate, "
+        "Metadata_Well, Metadata_Site. Give it, --index_csv or --ome_zarr.")
+    ome_zarr: str = option(
+        "", "OME-Zarr HCS plates (comma-separated local .zarr folders, NGFF 0.4 or 0.5): "
+        "every field's full-resolution level; --channels picks and orders their omero "
+        "channel names ('' = all); labels only from --labels_csv (keys Metadata_Plate, "
+        "Metadata_Well, Metadata_Site = the plate's name, well A01, field path).")
     control_class: str = option(classes.DMSO, "The control class: no loco fold of its own "
                                 "(split at random), dropped by --drop_dmso.")
+
+    def input_flag(self):
+        """The input flag given: one of `INPUT_FLAGS` (ValueError otherwise)."""
+        given = [name for name in INPUT_FLAGS if getattr(self, name).strip()]
+        if len(given) != 1:
+            what = (f"{' and '.join('--' + g for g in given)} are given" if given
+                    else "none is given")
+            raise ValueError(f"give exactly one of --index_csv, --load_data_csv and "
+                             f"--ome_zarr ({what})")
+        return given[0]
+
+    def load_data_paths(self):
+        return [p.strip() for p in self.load_data_csv.split(",") if p.strip()]
+
+    def ome_zarr_paths(self):
+        return [p.strip().rstrip("/") for p in self.ome_zarr.split(",") if p.strip()]
+
+
+INPUT_FLAGS = ("index_csv", "load_data_csv", "ome_zarr")
 
 
 def check_values(o):
@@ -183,12 +268,46 @@ def check_local(**paths):
                              "stage an --output_dir URL locally and upload it)")
 
 
+def _check_file(flag, path):
+    check_local(**{flag: path})
+    if not os.path.isfile(path):
+        raise ValueError(f"--{flag} {path}: file not found")
+
+
 def check_options(o):
-    """`ImagesOptions` check: ranges, local paths, the index CSV, channel flags."""
+    """`ImagesOptions` check: ranges, one input, local paths, the CSVs, channel flags."""
     check_values(o)
-    check_local(index_csv=o.index_csv, output_dir=o.output_dir)
-    if not os.path.isfile(o.index_csv):
-        raise ValueError(f"--index_csv {o.index_csv}: file not found")
-    o.channel_order_tuple()
-    o.metadata_column_map()
+    kind = o.input_flag()
+    check_local(output_dir=o.output_dir)
+    if kind == "index_csv":
+        loaddata_only = {"channels": o.channels, "labels_csv": o.labels_csv,
+                         "illum": o.illum != "estimate" and o.illum}
+        for flag, value in loaddata_only.items():
+            if value:
+                raise ValueError(f"--{flag}={value}: for LoadData CSVs (--load_data_csv); "
+                                 "an index CSV names its channels with --channel_columns")
+        _check_file("index_csv", o.index_csv)
+        o.channel_order_tuple()
+        o.metadata_column_map()
+    elif kind == "ome_zarr":
+        if o.illum != "estimate":
+            raise ValueError(f"--illum={o.illum}: for LoadData CSVs; an OME-Zarr plate gets "
+                             "our own illumination map")
+        from mcnn_keras.data.conversion import ome_zarr_plate  # pylint: disable=import-outside-toplevel
+        for path in o.ome_zarr_paths():
+            check_local(ome_zarr=path)
+            if not ome_zarr_plate.is_plate(path):
+                raise ValueError(f"--ome_zarr {path}: not an OME-Zarr HCS plate (no folder "
+                                 "with 'plate' metadata there)")
+        if o.labels_csv:
+            _check_file("labels_csv", o.labels_csv)
+    else:
+        paths = o.load_data_paths()
+        if len(set(map(os.path.abspath, paths))) != len(paths):
+            raise ValueError(f"--load_data_csv={o.load_data_csv}: a CSV is listed twice")
+        for path in paths:
+            _check_file("load_data_csv", path)
+        if o.labels_csv:
+            _check_file("labels_csv", o.labels_csv)
+        o.labels_on_list()
     o.class_name_list()

@@ -8,7 +8,9 @@ byte-identical), `DIFFICULTIES["hard"]` turns all three on:
   cells (style and size), only their placement keeps the treatment's
   arrangement (a population effect). `truth["phenotype"]` says which.
 - `plate_effects` (0.0 = off; hard 1.0): strength of the plate's own
-  brightness (per-channel gain exp(s x U(-0.4, 0.4))) and illumination
+  brightness (per-channel gain exp(s x U(-0.4, 0.4)); the gains of channels
+  4 and 5, for Cell Painting fields, come from a stream of their own, so
+  the 3-channel plates stay as they were) and illumination
   (tilt up to s x 0.2, an off-centre radial fall-off of s x U(0.1, 0.35)
   at unit distance from it), shared by every field of that
   plate and applied after the per-field exposure, so brightness varies by
@@ -28,6 +30,7 @@ Usage (`synthetic` re-exports every name here):
     hard.accuracy_ceiling                            # 0.9954 (DMSO-like fields)
     plate = make_plates(seed=1, strength=hard.plate_effects)[0]
     plate.illumination(128, 128)                     # (3, H, W) float32 multiplier
+    plate.illumination(128, 128, channels=5)         # (5, H, W): Cell Painting
 """
 
 import dataclasses
@@ -84,6 +87,7 @@ def make_difficulty(preset="default", **options):
 
 NUM_PLATES = 12
 _PLATE_STREAM = 100  # seed-sequence tag of the plate table, apart from the image streams
+EXTRA_CHANNELS = 2  # gains beyond the first 3 channels (Cell Painting has 5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,20 +99,28 @@ class Plate:
     tilt: tuple  # (y, x) slopes over the field
     centre: tuple  # (y, x) of the radial fall-off, in [-1, 1] field coordinates
     falloff: float  # relative dimming at distance 1 from the centre
+    extra_gain: tuple = ()  # channels 4, 5, ... (`EXTRA_CHANNELS` of them)
 
-    def illumination(self, height, width):
-        """(3, H, W) float32 multiplier: gain x illumination profile."""
+    def illumination(self, height, width, channels=3):
+        """(channels, H, W) float32 multiplier: gain x illumination profile."""
+        gain = (tuple(self.gain) + tuple(self.extra_gain))[:channels]
+        if len(gain) < channels:
+            raise ValueError(f"plate {self.name} has gains for {len(gain)} channels, "
+                             f"not {channels}")
         yy = np.linspace(-1, 1, height, dtype=np.float32)[:, None]
         xx = np.linspace(-1, 1, width, dtype=np.float32)[None, :]
         r2 = (yy - self.centre[0]) ** 2 + (xx - self.centre[1]) ** 2
         profile = np.maximum(1 + self.tilt[0] * yy + self.tilt[1] * xx
                              - self.falloff * r2, 0.2)
-        return np.asarray(self.gain, np.float32)[:, None, None] * profile[None]
+        return np.asarray(gain, np.float32)[:, None, None] * profile[None]
 
 
 def make_plates(seed, strength, count=NUM_PLATES):
     """The data set's plate table: a pure function of (seed, strength, count)."""
     rng = np.random.default_rng([seed, _PLATE_STREAM])
+    # Another stream, so that the first three channels' plates do not move.
+    extra = np.random.default_rng([seed, _PLATE_STREAM, 1]).uniform(
+        -1, 1, (count, EXTRA_CHANNELS)).tolist()
     plates = []
     for k in range(count):
         u = rng.uniform(-1, 1, 8).tolist()
@@ -117,5 +129,6 @@ def make_plates(seed, strength, count=NUM_PLATES):
             gain=tuple(math.exp(strength * 0.4 * g) for g in u[:3]),
             tilt=(strength * 0.2 * u[3], strength * 0.2 * u[4]),
             centre=(0.3 * u[5], 0.3 * u[6]),
-            falloff=strength * (0.225 + 0.125 * u[7])))
+            falloff=strength * (0.225 + 0.125 * u[7]),
+            extra_gain=tuple(math.exp(strength * 0.4 * g) for g in extra[k])))
     return plates

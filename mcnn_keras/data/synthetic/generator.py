@@ -1,19 +1,26 @@
-"""Synthetic BBBC021-like fields of view and TFRecord data sets made of them.
+"""Synthetic BBBC021-like or Cell Painting-like fields and TFRecord sets of them.
 
-`render_field` draws one fluorescence field (channels DNA/DAPI, tubulin, actin)
-of cells whose mechanism-of-action class shows only in their MORPHOLOGY: cell
-shape and size, nucleus count, shape and fragmentation, filament versus
-punctate texture, protrusions and how the cells are arranged. Each channel is
-then brought to a random mean and standard deviation drawn the same way for
-every class, so global per-channel statistics say next to nothing about the
-class; a model has to look at shapes and textures.
+`render_field` draws one fluorescence field (channels DNA/DAPI, tubulin, actin;
+with `stains="cell_painting"` the five DNA, ER, RNA, AGP, Mito) of cells whose
+mechanism-of-action class shows only in their MORPHOLOGY: cell shape and
+size, nucleus count, shape and fragmentation, filament versus punctate
+texture (for Cell Painting also each organelle's pattern: `cell_painting`),
+protrusions and how the cells are arranged. Each channel is then brought to
+a random mean and standard deviation drawn the same way for every class, so
+global per-channel statistics say next to nothing about the class; a model
+has to look at shapes and textures.
 
-A linear model on per-channel mean and std reaches about 24 % (chance 7.7 %)
-at 128 x 128 and 27 % at 1024 x 1280; `python tests/test_synthetic.py
---height=1024 --width=1280 [--difficulty=hard]` measures it at any size.
+A linear model on per-channel mean and std (`probe.linear_probe_accuracy`)
+reaches about 24 % (chance 7.7 %) at 128 x 128 and 27 % at 1024 x 1280; on
+the five Cell Painting stains 25 % at 64 x 64, 30 % at 128 x 128, 32 % at
+512 x 512 and 24 % at 1080 x 1080 (the last two on 30 + 10 fields per class).
+`python tests/test_synthetic.py --height=1024 --width=1280
+[--difficulty=hard] [--stains=cell_painting]` measures it at any size.
 
-One cell's placement and drawing live in `cells`. `Difficulty` (module
-`difficulty`: `Difficulty`, `DIFFICULTIES`, `make_difficulty`, `make_plates`) adds what makes real screens harder:
+One cell's placement and drawing live in `cells` (a Cell Painting cell's in
+`cell_painting`), a field's microscope, noise and exposure in `optics`.
+`Difficulty` (module `difficulty`: `Difficulty`, `DIFFICULTIES`,
+`make_difficulty`, `make_plates`) adds what makes real screens harder:
 incomplete penetrance, plate effects, DMSO-like treated fields; its defaults
 change nothing (the files stay byte-identical).
 
@@ -27,6 +34,9 @@ Usage:
     truth = {}
     render_field(3, 128, 128, rng, hard, make_plates(1, 1.0)[0], truth)
     truth["phenotype"]                                  # one bool per cell
+    render_field(3, 128, 128, rng, stains="cell_painting")  # float32 HxWx5
+    write_synthetic_dataset("data/cp", 128, 128, 1300, 260, 4, seed=1,
+                            stains="cell_painting")     # + manifest.json
 """
 
 import dataclasses
@@ -37,8 +47,11 @@ import tqdm
 
 from mcnn_keras.data import classes
 from mcnn_keras.io import storage
+from mcnn_keras.data.manifest import MANIFEST  # what mcnn-train reads back
+from mcnn_keras.data.synthetic import cell_painting
 from mcnn_keras.data.synthetic import difficulty as _difficulty
 from mcnn_keras.data.synthetic.cells import draw_cell, place_cells
+from mcnn_keras.data.synthetic.optics import camera, expose
 from mcnn_keras.data.synthetic.difficulty import DIFFICULTIES, PLATE_WEEKS, make_plates
 Difficulty, make_difficulty = _difficulty.Difficulty, _difficulty.make_difficulty  # re-exported
 
@@ -86,77 +99,107 @@ STYLES = {
 CONTROL = STYLES[classes.DMSO]
 
 
+BBBC021_CHANNELS = ("DAPI", "Tubulin", "Actin")  # the BBBC021 converter's names
 
 
+def _draw_bbbc021_cell(fields, style, cy, cx, angle, radius, scale, rng, masks=None):
+    """`cells.draw_cell` (its ground truth has no masks)."""
+    del masks
+    draw_cell(fields, style, cy, cx, angle, radius, scale, rng)
 
 
-def _smooth(fields, sigma):
-    """Gaussian blur of each (H, W) plane of `fields` by FFT (periodic edges)."""
-    height, width = fields.shape[-2:]
-    fy = np.fft.fftfreq(height)[:, None]
-    fx = np.fft.rfftfreq(width)[None, :]
-    transfer = np.exp(-2 * (np.pi * sigma) ** 2 * (fy ** 2 + fx ** 2))
-    spectrum = np.fft.rfft2(fields) * transfer.astype(np.float32)
-    return np.fft.irfft2(spectrum, s=(height, width)).astype(np.float32)
+@dataclasses.dataclass(frozen=True)
+class StainSet:
+    """What a `stains` name draws: channel names, class styles, one cell's drawing."""
+
+    channels: tuple
+    styles: dict  # class name -> style (CellStyle or CellPaintingStyle)
+    draw: object  # draw(fields, style, cy, cx, angle, radius, scale, rng, masks)
+    masks: bool  # whether `truth` gets "nuclei", "cells" and "cytoplasm" masks
+
+
+STAINS = {
+    "bbbc021": StainSet(BBBC021_CHANNELS, STYLES, _draw_bbbc021_cell, False),
+    "cell_painting": StainSet(cell_painting.CELL_PAINTING_CHANNELS, cell_painting.STYLES,
+                              cell_painting.draw_cell_painting_cell, True),
+}
+
+
+def stain_set(stains):
+    """The `StainSet` named `stains` (ValueError naming --stains otherwise)."""
+    if stains not in STAINS:
+        raise ValueError(f"--stains={stains!r}: expected one of {list(STAINS)}")
+    return STAINS[stains]
+
+
+def _draw_cells(fields, stain, style, radius, scale, rng, difficulty, masks):
+    """Places and draws a field's cells; returns each cell's `responds` flag."""
+    _, height, width = fields.shape
+    control = stain.styles[classes.DMSO]
+    # Same cell count distribution for every class, whatever its cell size.
+    coverage = rng.uniform(*CELL_COVERAGE)
+    count = max(2, int(rng.poisson(coverage * height * width / (np.pi * radius ** 2))))
+    centres, angles = place_cells(style, count, height, width, radius * style.radius, rng)
+    responding = []
+    for (cy, cx), angle in zip(centres, angles):
+        responds = difficulty.penetrance >= 1 or rng.random() < difficulty.penetrance
+        cell_style = style if responds else control  # a non-responder is a DMSO cell
+        size = radius * cell_style.radius * rng.uniform(0.85, 1.15)
+        stain.draw(fields, cell_style, cy, cx, angle, size, scale, rng, masks)
+        responding.append(responds)
+    return responding
 
 
 def render_field(class_index, height, width, rng, difficulty=None, plate=None,
-                 truth=None):
-    """Renders one field of view of class `class_index` as float32 H x W x 3.
+                 truth=None, stains="bbbc021"):
+    """Renders one field of view of class `class_index` as float32 H x W x C.
 
-    Channels are (DNA/DAPI, tubulin, actin), values in [0, 1]. Each channel's
-    mean and standard deviation are set to random targets drawn identically
-    for every class (then clipped to [0, 1]), so the class lives in the
-    morphology only. `rng` is a `np.random.Generator`; the output is a pure
-    function of its state (and of `difficulty`, a `Difficulty`, and `plate`,
-    a `Plate` or None). A dict `truth` receives the ground truth: `dmso_like`
-    and `phenotype` (per cell: shows the treatment's phenotype).
+    `stains`: "bbbc021" (C = 3: DNA/DAPI, tubulin, actin) or "cell_painting"
+    (C = 5: DNA, ER, RNA, AGP, Mito; see `cell_painting`). Values in [0, 1].
+    Each channel's mean and standard deviation are set to random targets
+    drawn identically for every class (then clipped to [0, 1]), so the class
+    lives in the morphology only. `rng` is a `np.random.Generator`; the output
+    is a pure function of its state (and of `difficulty`, a `Difficulty`, and
+    `plate`, a `Plate` or None). A dict `truth` receives the ground truth:
+    `dmso_like` and `phenotype` (per cell: shows the treatment's phenotype);
+    for Cell Painting also `nuclei`, `cells` and `cytoplasm`, H x W bool masks
+    of the chromatin, the cell bodies and the cytoplasm (body minus nucleus)
+    of any cell (sharp, before the blur; cells may overlap).
     """
+    stain = stain_set(stains)
     difficulty = difficulty or DIFFICULTIES["default"]
     treated = classes.MOA_CLASSES[class_index] != classes.DMSO
     # Defaults draw nothing extra, so default files stay byte-identical.
     dmso_like = (difficulty.dmso_like_fraction > 0
                  and rng.random() < difficulty.dmso_like_fraction and treated)
-    style = CONTROL if dmso_like else STYLES[classes.MOA_CLASSES[class_index]]
+    style = stain.styles[classes.DMSO if dmso_like else classes.MOA_CLASSES[class_index]]
     scale = max(1.0, min(height, width) / 256)  # bigger cells on bigger fields
-    radius = BASE_CELL_RADIUS * scale
-    # Same cell count distribution for every class, whatever its cell size.
-    coverage = rng.uniform(*CELL_COVERAGE)
-    count = max(2, int(rng.poisson(coverage * height * width / (np.pi * radius ** 2))))
-
-    fields = np.zeros((3, height, width), np.float32)
-    cell_radius = radius * style.radius
-    centres, angles = place_cells(style, count, height, width, cell_radius, rng)
-    phenotype = []
-    for (cy, cx), angle in zip(centres, angles):
-        responds = difficulty.penetrance >= 1 or rng.random() < difficulty.penetrance
-        cell_style = style if responds else CONTROL  # a non-responder is a DMSO cell
-        size = radius * cell_style.radius * rng.uniform(0.85, 1.15)
-        draw_cell(fields, cell_style, cy, cx, angle, size, scale, rng)
-        phenotype.append(bool(responds and treated and not dmso_like))
+    fields = np.zeros((len(stain.channels), height, width), np.float32)
+    masks = (np.zeros((3, height, width), np.float32)
+             if stain.masks and truth is not None else None)
+    responding = _draw_cells(fields, stain, style, BASE_CELL_RADIUS * scale, scale, rng,
+                             difficulty, masks)
     if truth is not None:
-        truth.update(dmso_like=bool(dmso_like), phenotype=phenotype)
+        truth.update(dmso_like=bool(dmso_like), phenotype=[
+            bool(responds and treated and not dmso_like) for responds in responding])
+        if masks is not None:
+            truth.update(nuclei=masks[0] > 0.5, cells=masks[1] > 0.5,
+                         cytoplasm=masks[2] > 0.5)
+    # Optics and camera: uneven illumination, blur, shot-like and read noise;
+    # then the class-independent exposure (and the plate's brightness).
+    return expose(camera(fields, scale, rng), rng, plate)
 
-    # Optics and camera: uneven illumination, blur, shot-like and read noise.
-    yy = np.linspace(-1, 1, height, dtype=np.float32)[:, None]
-    xx = np.linspace(-1, 1, width, dtype=np.float32)[None, :]
-    tilt = rng.uniform(-0.15, 0.15, (3, 2)).astype(np.float32)
-    fields *= 1 + tilt[:, :1, None] * yy + tilt[:, 1:, None] * xx
-    fields = _smooth(fields, rng.uniform(0.7, 1.1) * scale)
-    fields += (np.sqrt(np.maximum(fields, 0)) * 0.03
-               * rng.standard_normal(fields.shape, np.float32))
-    fields += 0.004 * rng.standard_normal(fields.shape, np.float32)
 
-    # Class-independent exposure: random target mean and std per channel. The
-    # low means put the background at or below zero, so it clips to black.
-    mean = fields.mean(axis=(1, 2), keepdims=True)
-    std = fields.std(axis=(1, 2), keepdims=True) + 1e-6
-    target_mean = rng.uniform(0.03, 0.09, (3, 1, 1)).astype(np.float32)
-    target_std = rng.uniform(0.1, 0.2, (3, 1, 1)).astype(np.float32)
-    fields = (fields - mean) / std * target_std + target_mean
-    if plate is not None:  # after the exposure: brightness follows the plate
-        fields *= plate.illumination(height, width)
-    return np.clip(fields, 0, 1).transpose(1, 2, 0).copy()
+def render_cell_painting_field(class_index, height, width, rng, difficulty=None, plate=None,
+                               truth=None):
+    """`render_field(..., stains="cell_painting")`: float32 H x W x 5 in [0, 1].
+
+        truth = {}
+        field = render_cell_painting_field(0, 128, 128, np.random.default_rng(0), truth=truth)
+        field[..., 4], truth["nuclei"]       # Mito (CELL_PAINTING_CHANNELS), nuclei
+    """
+    return render_field(class_index, height, width, rng, difficulty, plate, truth,
+                        stains="cell_painting")
 
 
 SPLITS = ("train", "val")
@@ -190,10 +233,12 @@ def split_labels(num_images, seed, split):
     return np.random.default_rng([seed, SPLITS.index(split)]).permutation(labels)
 
 
-def render_example(label, height, width, seed, split, index, difficulty=None, truth=None):
+def render_example(label, height, width, seed, split, index, difficulty=None, truth=None,
+                   stains="bbbc021"):
     """The serialized record of image `index` of `split`: a function of its arguments.
 
-    A dict `truth` receives the field's ground truth (see `render_field`).
+    A dict `truth` receives the field's ground truth (see `render_field`);
+    `stains` picks the channels (see `render_field`).
     """
     # records imports TensorFlow; the binaries' --help imports this module.
     from mcnn_keras.io import records  # pylint: disable=import-outside-toplevel
@@ -203,7 +248,8 @@ def render_example(label, height, width, seed, split, index, difficulty=None, tr
     plates = make_plates(seed, difficulty.plate_effects) if difficulty.plate_effects else None
     plate = plates[int(rng.integers(len(plates)))] if plates else None
     truth = {} if truth is None else truth
-    image = to_uint8(render_field(int(label), height, width, rng, difficulty, plate, truth))
+    image = to_uint8(render_field(int(label), height, width, rng, difficulty, plate, truth,
+                                  stains))
     class_name = classes.MOA_CLASSES[int(label)]
     metadata = _metadata(class_name, rng)
     if difficulty.dmso_like_fraction and class_name != classes.DMSO:
@@ -216,8 +262,9 @@ def render_example(label, height, width, seed, split, index, difficulty=None, tr
 
 
 def _check_dataset_arguments(height, width, num_train, num_val, num_shards, num_val_shards,
-                             compression):
+                             compression, stains):
     """ValueError naming the first bad argument of `write_synthetic_dataset`."""
+    stain_set(stains)
     if compression not in ("", "GZIP"):
         raise ValueError(f"compression must be '' or 'GZIP', got {compression!r}")
     if num_shards < 1:
@@ -232,9 +279,28 @@ def _check_dataset_arguments(height, width, num_train, num_val, num_shards, num_
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
 
 
+
+
+def _manifest(summary, height, width, seed, compression, difficulty, stains):
+    """The manifest.json of a written set: what `mcnn-train` reads (channels,
+    classes, image size) and how it was made. File names are relative, so the
+    same arguments give the same bytes wherever the set is written."""
+    return {
+        "format": "mcnn-keras/synthetic-tfrecord/1",
+        "stains": stains,
+        "channels": list(stain_set(stains).channels),
+        "classes": list(classes.MOA_CLASSES), "num_classes": classes.NUM_CLASSES,
+        "image_size": [height, width], "height": height, "width": width,
+        "seed": seed, "compression": compression,
+        "difficulty": dataclasses.asdict(difficulty or DIFFICULTIES["default"]),
+        "counts": {split: {**s, "files": [os.path.basename(f) for f in s["files"]]}
+                   for split, s in summary.items()},
+    }
+
+
 def write_synthetic_dataset(output_dir, height, width, num_train, num_val, num_shards,
                             seed, compression="", num_val_shards=None, progress=True,
-                            difficulty=None):
+                            difficulty=None, stains="bbbc021"):
     """Writes `train-*.tfrecord` and `val-*.tfrecord` shards of synthetic fields.
 
     Classes are balanced (round-robin over the 13 classes, shuffled); image i
@@ -243,14 +309,17 @@ def write_synthetic_dataset(output_dir, height, width, num_train, num_val, num_s
     written atomically and streamed, so memory holds one shard's worth of
     work at most. The val split gets `num_val_shards` shards (default
     max(1, num_shards // 2)). `difficulty`: a `Difficulty` (None = default).
+    `stains`: "bbbc021" (H x W x 3 records) or "cell_painting" (H x W x 5).
+    Last, `manifest.json` (atomic; see `_manifest`): the channel names in
+    order, the class names in label order, the image size, the counts.
 
     Returns a dict: {"train": {"count", "files", "class_counts", "dmso_like"},
     "val": {...}}; `dmso_like` counts the treated fields that look like DMSO.
     """
-    from mcnn_keras.io import records  # pylint: disable=import-outside-toplevel
+    from mcnn_keras.io import atomic, records  # pylint: disable=import-outside-toplevel
     num_val_shards = max(1, num_shards // 2) if num_val_shards is None else num_val_shards
     _check_dataset_arguments(height, width, num_train, num_val, num_shards, num_val_shards,
-                             compression)
+                             compression, stains)
     if not storage.is_remote(output_dir):  # object stores have no directories
         os.makedirs(output_dir, exist_ok=True)
     summary = {}
@@ -266,7 +335,7 @@ def write_synthetic_dataset(output_dir, height, width, num_train, num_val, num_s
                 for index in range(shard, len(labels), shards):
                     truth = {}
                     yield render_example(labels[index], height, width, seed, split,
-                                         index, difficulty, truth)
+                                         index, difficulty, truth, stains)
                     dmso_like.append(truth["dmso_like"])
                     bar.update(1)
 
@@ -281,4 +350,6 @@ def write_synthetic_dataset(output_dir, height, width, num_train, num_val, num_s
                 "class_counts": np.bincount(labels, minlength=classes.NUM_CLASSES).tolist(),
                 "dmso_like": int(sum(dmso_like)),
             }
+    atomic.write_json_atomic(os.path.join(output_dir, MANIFEST), _manifest(
+        summary, height, width, seed, compression, difficulty, stains))
     return summary

@@ -8,6 +8,7 @@ meaning the --difficulty preset's value.
 Usage:
 
     options = check_options(SyntheticOptions(output_dir="data/synthetic", num_shards=2))
+    check_options(SyntheticOptions(output_dir="data/cp", stains="cell_painting"))
     difficulty = make_options_difficulty(options)   # the preset with the knobs given
 """
 
@@ -39,6 +40,9 @@ class SyntheticOptions:
                              minimum=1)
     seed: int = option(0, "Random seed; the same seed gives byte-identical files.")
     compression: str = option("", "TFRecord compression.", choices=("", "GZIP"))
+    stains: str = option("bbbc021", "Channels: bbbc021 (DNA/DAPI, tubulin, actin) or "
+                         "cell_painting (DNA, ER, RNA, AGP, Mito).",
+                         choices=("bbbc021", "cell_painting"), enum=False)
     difficulty: str = option("default", "Preset of the three options below (default: all "
                              "off).", choices=tuple(DIFFICULTIES))
     penetrance: float = _knob("penetrance")
@@ -54,9 +58,7 @@ def make_options_difficulty(options):
 
 
 def check_options(options):
-    """Raises ValueError naming the flag of the first bad option; returns `options`.
-
-    """
+    """Raises ValueError naming the flag of the first bad option; returns `options`."""
     check_size_flags(options.height, options.width)
     check_fields(options)
     if not options.output_dir:
