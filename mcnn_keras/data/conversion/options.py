@@ -37,6 +37,14 @@ DATASETS = ("none", "A", "B")
 METADATA_COLUMNS = tuple(k for k in FieldOfView().metadata() if k != "class_name")
 
 
+def distinct_names(value, flag, what):
+    """The comma-separated names of `--flag=value`: at least one, none twice."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"--{flag}={value!r}: expected one or more distinct {what}")
+    return names
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SharedOptions:
     """Splits, shards, derived data sets, normalisation and size, for every converter."""
@@ -100,11 +108,8 @@ class IndexOptions:
         "action order if every label is one of them, else the sorted labels found.")
 
     def channel_column_list(self):
-        columns = [c.strip() for c in self.channel_columns.split(",") if c.strip()]
-        if not columns or len(set(columns)) != len(columns):
-            raise ValueError(f"--channel_columns={self.channel_columns!r}: expected one or "
-                             "more distinct columns (or one multi-channel file column)")
-        return columns
+        return distinct_names(self.channel_columns, "channel_columns",
+                              "columns (or one multi-channel file column)")
 
     def channel_order_tuple(self):
         """Indices of the model's C channels (ZERO_CHANNEL = zeros); None = by file.
@@ -197,11 +202,7 @@ class LoadDataOptions:
         "rows (the same names in both tables).")
 
     def labels_on_list(self):
-        columns = [c.strip() for c in self.labels_on.split(",") if c.strip()]
-        if not columns or len(set(columns)) != len(columns):
-            raise ValueError(f"--labels_on={self.labels_on!r}: expected one or more distinct "
-                             "column names")
-        return columns
+        return distinct_names(self.labels_on, "labels_on", "column names")
 
 
 @dataclasses.dataclass(frozen=True)
